@@ -1,8 +1,21 @@
-"""Train a U-Net (not built yet: see the training issue). Run `python predict.py` for the demo."""
+"""Train a U-Net: `python train.py [model=unet3d] [data=...] [task=detection] [key=value ...]`.
+
+Configuration lives in conf/ (Hydra); `python train.py --help` lists the groups and options,
+`python train.py --cfg job` prints the composed config. See README.md.
+"""
 
 from __future__ import annotations
 
-import sys
+import hydra
+from omegaconf import DictConfig
+
+from unet.pipeline import train
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return train(cfg)
+
 
 if __name__ == "__main__":
-    sys.exit("train.py: training is not built yet; `python predict.py` runs the overlap-tile demo")
+    main()

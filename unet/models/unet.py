@@ -110,6 +110,19 @@ class UNet(nn.Module):
             raise ValueError(f"in_channels and num_classes must be >= 1, got {in_channels}, {num_classes}")
         if element_size is not None and len(element_size) != spatial_dims:
             raise ValueError(f"element_size {tuple(element_size)} has not {spatial_dims} entries")
+        self.config = {
+            "in_channels": in_channels,
+            "num_classes": num_classes,
+            "spatial_dims": spatial_dims,
+            "depth": depth,
+            "base_features": base_features,
+            "max_features": max_features,
+            "negative_slope": negative_slope,
+            "dropout": dropout,
+            "norm": norm,
+            "element_size": None if element_size is None else [float(e) for e in element_size],
+            "last_up_features": last_up_features,
+        }  # constructor arguments: stored in checkpoints to rebuild the network
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.spatial_dims = spatial_dims

@@ -1,0 +1,196 @@
+"""Training tiles (Falk 2019, M3) and whole validation images.
+
+Every training tile is a pure function of ``(seed, key)``: the sampler hands out keys
+``epoch * tiles_per_epoch + i``, and the tile's image, centre (drawn from the image's pdf) and
+augmentation are drawn from ``np.random.default_rng([seed, key])``. Tiles therefore do not depend on
+the number of DataLoader workers or DDP ranks, and a resumed run sees exactly the tiles the
+uninterrupted run would have seen.
+
+A tile is first cut out as a mirrored *crop* around its centre, large enough for any rotation and
+elastic displacement, together with its drawn transform. The warp (one ``grid_sample`` for image,
+target and weights) then runs either in the DataLoader worker or on the training device in a batch
+(``augment_on="device"``), with the same function and the same result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from unet.data.augment import (
+    AugmentParams,
+    TileTransform,
+    intensity_curve,
+    random_transform,
+    sampling_grid,
+    warp_tiles,
+)
+from unet.data.sampling import TileSampler
+from unet.data.sources import Item
+from unet.tiling import read_mirrored
+
+
+@dataclass
+class PreparedImage:
+    """An image on the model's grid with its training targets.
+
+    Attributes:
+        item: the original item (raw image and annotation on the image's own grid).
+        image: (C, *S) float32, normalised, rescaled to the model's element size.
+        target: (*S) int64 class map; weights: (*S) float32 loss weights; sampler: tile-centre pdf.
+    """
+
+    item: Item
+    image: np.ndarray
+    target: np.ndarray
+    weights: np.ndarray
+    sampler: TileSampler
+
+
+def crop_margin(in_shape: Sequence[int], params: AugmentParams) -> tuple[int, ...]:
+    """Half size (px) of a crop that contains every pixel an augmented input tile can look up."""
+    nd = len(in_shape)
+    std = params.per_axis(params.elastic_std, nd, "elastic_std")
+    half = [(s - 1) / 2 for s in in_shape]
+    if params.rotation_range != (0.0, 0.0) or params.flips:
+        r = math.hypot(half[-2], half[-1])
+        half[-2] = half[-1] = r
+    return tuple(math.ceil(h + 4 * sd + 2) for h, sd in zip(half, std))
+
+
+class TileDataset(Dataset):
+    """Random augmented training tiles, indexed by key (see the module docstring).
+
+    Args:
+        images: prepared training images.
+        in_shape: network input tile shape; out_shape: its output shape.
+        augment: augmentation parameters.
+        seed: base seed.
+        warp: warp here (True, in the worker) or return crops + transforms for the device (False).
+    """
+
+    def __init__(
+        self,
+        images: Sequence[PreparedImage],
+        in_shape: Sequence[int],
+        out_shape: Sequence[int],
+        augment: AugmentParams,
+        seed: int = 0,
+        warp: bool = True,
+    ) -> None:
+        if not images:
+            raise ValueError("no training images")
+        self.images = list(images)
+        self.in_shape = tuple(in_shape)
+        self.out_shape = tuple(out_shape)
+        self.augment = augment
+        self.seed = seed
+        self.warp = warp
+        self.margin = crop_margin(self.in_shape, augment)
+        # images are drawn in proportion to their annotated area (pdf mass), so each pixel of the
+        # training set is as likely as in one big pdf over all images
+        mass = np.array([p.sampler.total for p in self.images], dtype=np.float64)
+        self.image_p = mass / mass.sum()
+
+    def __len__(self) -> int:  # keys are unbounded; the sampler decides how many
+        return 2**62
+
+    def __getitem__(self, key: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, int(key)])
+        prepared = self.images[int(rng.choice(len(self.images), p=self.image_p))]
+        centre = prepared.sampler.sample(1, rng)[0]
+        n_channels = prepared.image.shape[0]
+        transform = random_transform(self.augment, 1, self.in_shape, rng, n_channels=n_channels)
+        starts = [int(c) - m for c, m in zip(centre, self.margin)]
+        lengths = [2 * m + 1 for m in self.margin]
+        crop = {
+            "image": torch.from_numpy(read_mirrored(prepared.image, starts, lengths)),
+            "target": torch.from_numpy(read_mirrored(prepared.target[None], starts, lengths)[0]),
+            "weights": torch.from_numpy(read_mirrored(prepared.weights[None], starts, lengths)[0]),
+            "angles": torch.from_numpy(transform.angles),
+            "flips": torch.from_numpy(transform.flips),
+        }
+        if transform.displacement is not None:
+            crop["displacement"] = torch.from_numpy(transform.displacement)
+        if transform.intensity is not None:
+            crop["intensity"] = torch.from_numpy(transform.intensity)
+        if not self.warp:
+            return {k: v[0] if k in _TRANSFORM_KEYS else v for k, v in crop.items()}
+        batch = {k: v if k in _TRANSFORM_KEYS else v[None] for k, v in crop.items()}
+        tiles = warp_batch(batch, self.in_shape, self.out_shape, self.augment.interpolation)
+        return {k: v[0] for k, v in tiles.items()}
+
+
+_TRANSFORM_KEYS = ("angles", "flips", "displacement", "intensity")
+
+
+def warp_batch(
+    batch: dict[str, torch.Tensor],
+    in_shape: Sequence[int],
+    out_shape: Sequence[int],
+    interpolation: str = "linear",
+) -> dict[str, torch.Tensor]:
+    """Crops + transforms (B, ...) -> network tiles, on the crops' device.
+
+    Returns dict with image (B, C, *in_shape), target (B, *out_shape) int64, weights (B, *out_shape).
+    """
+    image = batch["image"]
+    nd = image.ndim - 2
+    crop_shape = tuple(image.shape[2:])
+    b = image.shape[0]
+    centres = np.tile(np.array([(s - 1) // 2 for s in crop_shape]), (b, 1))
+    transform = TileTransform(
+        in_shape=tuple(in_shape),
+        angles=batch["angles"].detach().cpu().numpy().reshape(b),
+        flips=batch["flips"].detach().cpu().numpy().reshape(b, 2),
+        displacement=batch["displacement"].detach().cpu().numpy() if "displacement" in batch else None,
+        intensity=batch["intensity"].detach().cpu().numpy() if "intensity" in batch else None,
+    )
+    grid = sampling_grid(centres, in_shape, transform, crop_shape, device=image.device)
+    img, tgt, w = warp_tiles(
+        image.float(), batch["target"].float(), batch["weights"], grid, out_shape, interpolation=interpolation
+    )
+    if transform.intensity is not None:
+        img = intensity_curve(img, transform.intensity)
+    assert img.shape[2:] == tuple(in_shape) and tgt.shape[1:] == tuple(out_shape), (img.shape, nd)
+    return {"image": img, "target": tgt, "weights": w}
+
+
+class TileKeySampler(Sampler[int]):
+    """Yields this rank's keys ``epoch * tiles_per_epoch + i`` (i = rank, rank + world, ...).
+
+    Lightning calls :meth:`set_epoch` before each epoch (run it with ``use_distributed_sampler=False``).
+    """
+
+    def __init__(self, tiles_per_epoch: int, rank: int = 0, world_size: int = 1) -> None:
+        self.tiles_per_epoch = int(tiles_per_epoch)
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        base = self.epoch * self.tiles_per_epoch
+        return iter(range(base + self.rank, base + self.tiles_per_epoch, self.world_size))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.tiles_per_epoch, self.world_size))
+
+
+class IndexDataset(Dataset):
+    """Whole validation images are handled by the LightningModule; the loader only hands out indices."""
+
+    def __init__(self, indices: Sequence[int]) -> None:
+        self.indices = list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> int:
+        return self.indices[i]

@@ -1,0 +1,239 @@
+"""Where training and validation images come from: synthetic cells, or folders of files.
+
+A source yields :class:`Item` objects (raw image, annotation, element size); the data module turns them
+into targets and weights for the task. Every source validates its files before training starts, so a
+bad file stops the run at once with a message naming it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from unet.data import io
+from unet.data.synthetic import centroids, synthetic_cells
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Annotation:
+    """What is known about one image. Exactly one of labels / mask / points is set.
+
+    Attributes:
+        labels: instance labels (*S) int, 0 = background (segmentation with instance separation).
+        mask: class map (*S) int, 0 = background, 1..K-1 classes (semantic segmentation).
+        points: (N, ndim) float pixel coordinates (detection), with ``classes`` (N,) in 1..K-1.
+        ignore: (*S) bool, regions without ground truth (weight 0, never a tile centre).
+        class_of_instance: optional class (1..K-1) per instance id (index = id) for multi-class labels.
+    """
+
+    labels: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    points: np.ndarray | None = None
+    classes: np.ndarray | None = None
+    ignore: np.ndarray | None = None
+    class_of_instance: np.ndarray | None = None
+
+
+@dataclass
+class Item:
+    """One image with its annotation. ``image`` is (C, *S) raw (not normalised)."""
+
+    name: str
+    image: np.ndarray
+    annotation: Annotation
+    element_size: tuple[float, ...] | None = None
+    meta: dict = field(default_factory=dict)
+
+
+def split_items(items: Sequence[Item], num_folds: int, fold: int, seed: int) -> tuple[list[Item], list[Item]]:
+    """Cross-validation: allocate items to ``num_folds`` folds at random (seeded); fold ``fold`` validates."""
+    if num_folds < 2:
+        raise ValueError(f"num_folds must be >= 2 for cross-validation, got {num_folds}")
+    if not 0 <= fold < num_folds:
+        raise ValueError(f"fold must be in [0, {num_folds}), got {fold}")
+    if len(items) < num_folds:
+        raise ValueError(f"{len(items)} images cannot be split into {num_folds} folds")
+    order = np.random.default_rng(seed).permutation(len(items))
+    assignment = np.empty(len(items), int)
+    assignment[order] = np.arange(len(items)) % num_folds
+    train = [it for it, a in zip(items, assignment) if a != fold]
+    val = [it for it, a in zip(items, assignment) if a == fold]
+    return train, val
+
+
+class SyntheticSource:
+    """Synthetic cells made in code (see :func:`unet.data.synthetic.synthetic_cells`).
+
+    Args:
+        spatial_dims: 2 or 3.
+        shape: spatial image shape.
+        n_train / n_val: number of images.
+        n_cells: cells per image.
+        radius: cell semi-axes range (px of the finest axis).
+        element_size: voxel size written into the items (µm); None = unknown.
+        channels: image channels.
+        annotation: "labels" (instances), "mask" (binary class mask) or "points" (cell centres).
+        seed: generator seed (the images are the same for the same seed).
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        shape: Sequence[int] = (256, 256),
+        n_train: int = 4,
+        n_val: int = 2,
+        n_cells: int = 40,
+        radius: Sequence[float] = (6.0, 12.0),
+        element_size: Sequence[float] | None = None,
+        channels: int = 1,
+        annotation: str = "labels",
+        seed: int = 0,
+    ) -> None:
+        if len(shape) != spatial_dims:
+            raise ValueError(f"synthetic data: shape {tuple(shape)} does not have {spatial_dims} axes")
+        if annotation not in ("labels", "mask", "points"):
+            raise ValueError(f"synthetic data: annotation must be labels, mask or points, got {annotation!r}")
+        self.spatial_dims = spatial_dims
+        self.shape = tuple(shape)
+        self.n_train, self.n_val = n_train, n_val
+        self.n_cells = n_cells
+        self.radius = (float(radius[0]), float(radius[1]))
+        self.element_size = tuple(element_size) if element_size is not None else None
+        self.channels = channels
+        self.annotation = annotation
+        self.seed = seed
+
+    def _make(self, n: int, stream: int, prefix: str) -> list[Item]:
+        items = []
+        for i in range(n):
+            rng = np.random.default_rng([self.seed, stream, i])
+            image, labels = synthetic_cells(
+                self.shape,
+                rng,
+                n_cells=self.n_cells,
+                radius=self.radius,
+                element_size=self.element_size,
+                channels=self.channels,
+            )
+            if self.annotation == "labels":
+                ann = Annotation(labels=labels)
+            elif self.annotation == "mask":
+                ann = Annotation(mask=(labels > 0).astype(np.int32))
+            else:
+                pts = centroids(labels)
+                ann = Annotation(points=pts, classes=np.ones(len(pts), np.int64))
+            items.append(Item(f"{prefix}{i:03d}", image, ann, self.element_size))
+        return items
+
+    def train_items(self) -> list[Item]:
+        return self._make(self.n_train, 0, "synthetic_train_")
+
+    def val_items(self) -> list[Item]:
+        return self._make(self.n_val, 1, "synthetic_val_")
+
+
+ANNOTATION_DIRS = ("labels", "masks", "points", "rois")
+
+
+class FolderSource:
+    """Images and annotations in folders.
+
+    Each directory holds ``images/`` and, with matching file stems, one of ``labels/`` (instance label
+    images), ``masks/`` (class masks 0..K-1; binary 0/255 masks become 0/1), ``points/`` (CSV, columns
+    y,x[,z][,class]) or ``rois/`` (ImageJ ROI zip: region ROIs -> instances, multi-point ROIs ->
+    points, ROIs named "ignore*" -> ignore), and optionally ``ignore/`` (nonzero = ignore).
+
+    Args:
+        train_dir: training directory.
+        val_dir: validation directory (optional when cross-validation splits train_dir).
+        spatial_dims: 2 or 3 (resolves ambiguous file layouts).
+        element_size: voxel size (µm) for images without metadata; None = read from the files.
+        channel_axis: channel axis in the files, if not inferable.
+    """
+
+    def __init__(
+        self,
+        train_dir: str | None = None,
+        val_dir: str | None = None,
+        spatial_dims: int = 2,
+        element_size: Sequence[float] | None = None,
+        channel_axis: int | None = None,
+    ) -> None:
+        if train_dir is None:
+            raise ValueError("data=folder needs data.source.train_dir=<dir with images/ and labels/>")
+        self.train_dir = Path(train_dir)
+        self.val_dir = Path(val_dir) if val_dir else None
+        self.spatial_dims = spatial_dims
+        self.element_size = tuple(element_size) if element_size is not None else None
+        self.channel_axis = channel_axis
+        for d in (self.train_dir, self.val_dir):
+            if d is not None and not (d / "images").is_dir():
+                raise ValueError(
+                    f"{d}: no images/ folder (expected {d}/images and {d}/labels or points/ ...)"
+                )
+
+    def _items(self, root: Path) -> list[Item]:
+        kinds = [k for k in ANNOTATION_DIRS if (root / k).is_dir()]
+        if len(kinds) != 1:
+            raise ValueError(
+                f"{root}: expected exactly one of {ANNOTATION_DIRS} next to images/, found {kinds}"
+            )
+        kind = kinds[0]
+        pairs = io.find_pairs(root / "images", root / kind)
+        ignore_dir = root / "ignore"
+        items = []
+        for image_path, ann_path in pairs:
+            data = io.read_image(image_path, spatial_dims=self.spatial_dims, channel_axis=self.channel_axis)
+            shape = data.array.shape[1:]
+            if len(shape) != self.spatial_dims:
+                raise ValueError(
+                    f"{image_path}: has {len(shape)} spatial axes, the model expects {self.spatial_dims}"
+                )
+            ann = read_annotation(ann_path, kind, shape, self.spatial_dims)
+            if ignore_dir.is_dir():
+                matches = sorted(ignore_dir.glob(image_path.stem + ".*"))
+                if matches:
+                    ign = io.read_labels(matches[0]) > 0
+                    io.check_same_shape(data.array, ign, image_path, matches[0])
+                    ann.ignore = ign if ann.ignore is None else (ann.ignore | ign)
+            es = data.element_size if data.element_size is not None else self.element_size
+            items.append(Item(image_path.stem, data.array, ann, es, {"path": str(image_path)}))
+        log.info("%s: %d images with %s", root, len(items), kind)
+        return items
+
+    def train_items(self) -> list[Item]:
+        return self._items(self.train_dir)
+
+    def val_items(self) -> list[Item]:
+        return self._items(self.val_dir) if self.val_dir is not None else []
+
+
+def read_annotation(path: Path, kind: str, shape: Sequence[int], spatial_dims: int) -> Annotation:
+    """Read one annotation file of the given kind (labels, masks, points, rois) for an image of ``shape``."""
+    shape = tuple(shape)
+    if kind in ("labels", "masks"):
+        arr = io.read_labels(path)
+        if tuple(arr.shape) != shape:
+            raise ValueError(f"{path}: annotation shape {tuple(arr.shape)} differs from the image's {shape}")
+        if kind == "labels":
+            values = np.unique(arr)
+            if len(values) <= 2 and values.max(initial=0) == 255:
+                arr = io.mask_to_instances(arr > 0)  # binary masks: instances = connected components
+            return Annotation(labels=arr.astype(np.int32))
+        if arr.max(initial=0) == 255 and len(np.unique(arr)) <= 2:
+            arr = (arr > 0).astype(np.int32)
+        return Annotation(mask=arr.astype(np.int32))
+    if kind == "points":
+        pts, cls = io.read_points_csv(path, spatial_dims, shape=shape)
+        return Annotation(points=pts, classes=cls)
+    rois = io.read_rois(path, shape)
+    ignore = rois.ignore if rois.ignore is not None and rois.ignore.any() else None
+    if rois.points is not None and len(rois.points) and not rois.labels.any():
+        return Annotation(points=rois.points, classes=rois.classes, ignore=ignore)
+    return Annotation(labels=rois.labels, ignore=ignore)

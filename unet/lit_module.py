@@ -1,0 +1,178 @@
+"""LightningModule: the U-Net, the pixel-weighted loss, whole-image validation through the predict path."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from unet.data.dataset import warp_batch
+from unet.data.preprocess import resize
+from unet.inference import ModelCard, softmax
+from unet.losses import weighted_cross_entropy
+from unet.models.unet import UNet
+from unet.tiling import predict_tiled, use_channels_last
+
+log = logging.getLogger(__name__)
+
+
+class LitUNet(L.LightningModule):
+    """Training system around :class:`unet.UNet`.
+
+    Args:
+        net: the network.
+        task: :class:`unet.tasks.SegmentationTask` or ``DetectionTask``.
+        optimizer: partial optimizer (``_partial_: true`` in Hydra), completed with the parameters.
+        scheduler: optional partial LR scheduler, stepped per epoch.
+        element_size: the model's element size (µm; images are rescaled to it), None = as they are.
+        normalization: intensity normalisation stored with the model.
+        val_tile_shape: tile shape for whole-image validation (None: one tile per image).
+        val_tta: test-time augmentation for validation ("none", "flips", "d4").
+        init_from: checkpoint to initialise the weights from (finetuning, Falk M5); the head (and the
+            first layer) are re-initialised when the number of classes (channels) differs.
+        log_images: log input/target/weights/prediction panels of the first validation image.
+    """
+
+    def __init__(
+        self,
+        net: UNet,
+        task: Any,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        element_size: Sequence[float] | None = None,
+        normalization: str = "minmax",
+        val_tile_shape: Sequence[int] | None = None,
+        val_tta: str = "none",
+        init_from: str | None = None,
+        log_images: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "task", "optimizer", "scheduler"])
+        self.net = use_channels_last(net)
+        self.task = task
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.element_size = tuple(element_size) if element_size is not None else None
+        self.normalization = normalization
+        self.val_tile_shape = tuple(val_tile_shape) if val_tile_shape is not None else None
+        self.val_tta = val_tta
+        self.log_images = log_images
+        if init_from:
+            self.init_weights_from(init_from)
+
+    @property
+    def card(self) -> ModelCard:
+        return ModelCard(self.net.config, self.task.config(), self.element_size, self.normalization)
+
+    def init_weights_from(self, path: str) -> None:
+        """Load network weights; skip tensors whose shape differs (new head / new input channels)."""
+        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        own = self.state_dict()
+        loaded, skipped = {}, []
+        for k, v in state.items():
+            if k in own and own[k].shape == v.shape:
+                loaded[k] = v
+            elif k in own:
+                skipped.append(k)
+        self.load_state_dict(loaded, strict=False)
+        log.info("initialised %d tensors from %s; re-initialised %s", len(loaded), path, skipped or "none")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    # training ---------------------------------------------------------------------------------------------
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if (
+            self.trainer is not None
+            and self.trainer.training
+            and isinstance(batch, dict)
+            and "angles" in batch
+        ):
+            dm = self.trainer.datamodule
+            return warp_batch(batch, dm.tile_shape, dm.out_shape, dm.augment.interpolation)
+        return batch
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x = batch["image"].contiguous(memory_format=_channels_last(batch["image"].ndim))
+        loss = weighted_cross_entropy(self.net(x), batch["target"], batch["weights"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0])
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)},
+        }
+
+    # validation on whole images, through the prediction path ---------------------------------------------
+    def validation_step(self, index: int, batch_idx: int) -> None:
+        prepared = self.trainer.datamodule.val_images[int(index)]
+        logits = predict_tiled(
+            self.net,
+            prepared.image,
+            tile_shape=self.val_tile_shape,
+            tta=self.val_tta,
+            activation="none",
+            device=self.device,
+        )
+        target = torch.from_numpy(prepared.target)[None]
+        loss = weighted_cross_entropy(
+            torch.from_numpy(logits)[None], target, torch.from_numpy(prepared.weights)[None]
+        )
+        probs = softmax(logits)
+        item = prepared.item
+        probs_own = resize(probs, item.image.shape[1:])
+        scores = self.task.score(probs_own, item.annotation)
+        self.log("val/loss", loss, batch_size=1, sync_dist=True)
+        for k, v in scores.items():
+            self.log(f"val/{k}", v, batch_size=1, sync_dist=True, prog_bar=k in ("iou", "f1"))
+        if batch_idx == 0 and self.log_images:
+            self._log_panels(prepared, probs)
+
+    def _log_panels(self, prepared: Any, probs: np.ndarray) -> None:
+        logger = self.logger
+        if logger is None or not hasattr(logger.experiment, "add_image"):
+            return
+
+        def plane(a: np.ndarray) -> np.ndarray:  # middle z-slice in 3D
+            return a[a.shape[0] // 2] if a.ndim == 3 else a
+
+        def scaled(a: np.ndarray) -> np.ndarray:
+            a = a.astype(np.float32)
+            lo, hi = float(a.min()), float(a.max())
+            return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+
+        k = max(1, probs.shape[0] - 1)
+        panels = {
+            "input": plane(prepared.image[0]),
+            "target": plane(prepared.target) / k,
+            "weights": scaled(plane(prepared.weights)),
+            "prediction": plane(probs.argmax(0)) / k,
+            "foreground_probability": plane(1 - probs[0]),
+        }
+        for name, img in panels.items():
+            logger.experiment.add_image(f"val/{name}", np.clip(img, 0, 1)[None], self.global_step)
+
+    # checkpoints carry the model card and the RNG states (exact resume) ----------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["unet_card"] = self.card.to_dict()
+        # tiles are keyed by (seed, step), so only torch's generator (dropout) and Python's carry state
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_states")
+        if states:
+            torch.set_rng_state(states["torch"])
+            random.setstate(states["python"])
+
+
+def _channels_last(ndim: int) -> torch.memory_format:
+    return {4: torch.channels_last, 5: torch.channels_last_3d}.get(ndim, torch.contiguous_format)

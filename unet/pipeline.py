@@ -1,0 +1,144 @@
+"""train(cfg): Hydra config -> objects -> checks -> Lightning fit. The scripts only wrap this."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as _instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from unet.models import shapes
+
+log = logging.getLogger(__name__)
+
+
+def instantiate(node: Any, *args: Any, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate; a ValueError from a constructor (bad input) reaches the user as is."""
+    try:
+        return _instantiate(node, *args, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, ValueError):
+            raise ValueError(str(cause)) from None
+        raise
+
+
+def build(cfg: DictConfig) -> tuple[Any, Any, Any, Any]:
+    """Instantiate (task, model, datamodule, trainer) and check that they fit together.
+
+    Raises ValueError before any training for: a tile too small or invalid for the network, 3D data
+    for a 2D model, a channel mismatch, a missing dataset path.
+    """
+    task = instantiate(cfg.task)
+    datamodule = instantiate(cfg.data)
+    # the model's element size: as configured, else that of the training data (images keep their size)
+    element_size = cfg.model.get("element_size")
+    if element_size is None:
+        element_size = datamodule.data_element_size()
+    element_size = None if element_size is None else [float(e) for e in element_size]
+    dims = cfg.model.net.spatial_dims
+    if element_size is not None and len(element_size) != dims:
+        raise ValueError(
+            f"the data has {len(element_size)} spatial axes (element size {element_size}) but the model is "
+            f"{dims}D (model=unet{len(element_size)}d?)"
+        )
+    net = instantiate(cfg.model.net, element_size=element_size)
+    model_kwargs = {
+        k: v
+        for k, v in cfg.model.items()
+        if k not in ("_target_", "net", "optimizer", "scheduler", "element_size")
+    }
+    model = _get_class(cfg.model._target_)(
+        net=net,
+        task=task,
+        optimizer=instantiate(cfg.model.optimizer),
+        scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,
+        element_size=element_size,
+        **OmegaConf.to_container(OmegaConf.create(dict(model_kwargs)), resolve=True),
+    )
+    tile = tuple(datamodule.tile_shape)
+    if len(tile) != net.spatial_dims:
+        raise ValueError(
+            f"data.tile_shape {list(tile)} has {len(tile)} axes but the model is {net.spatial_dims}D "
+            f"(model=unet{len(tile)}d?)"
+        )
+    minimum = shapes.min_input_shape(net.levels)
+    if any(t < m for t, m in zip(tile, minimum)):
+        raise ValueError(
+            f"data.tile_shape {list(tile)} is too small for this network: at least {list(minimum)}"
+        )
+    datamodule.attach(task, net.levels, model.element_size, model.normalization)
+    datamodule.setup("fit")
+    first = datamodule.train_images[0]
+    image = first.image
+    name = first.item.meta.get("path", first.item.name)
+    if image.ndim - 1 != net.spatial_dims:
+        raise ValueError(
+            f"{name}: {image.ndim - 1}D image but the model is {net.spatial_dims}D (model=unet3d?)"
+        )
+    if image.shape[0] != net.in_channels:
+        raise ValueError(f"{name}: {image.shape[0]} channel(s) but model.net.in_channels={net.in_channels}")
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    return task, model, datamodule, trainer
+
+
+def _get_class(path: str) -> type:
+    from hydra.utils import get_class
+
+    return get_class(path)
+
+
+def summary(model: Any, datamodule: Any, trainer: Any) -> str:
+    net = model.net
+    n_params = sum(p.numel() for p in net.parameters())
+    lines = [
+        f"task        {model.task.name} ({net.num_classes} classes), best checkpoint by {model.task.monitor}",
+        f"model       {net.spatial_dims}D U-Net, depth {net.depth}, features {net.features}, "
+        f"{n_params / 1e6:.2f} M parameters, element size {model.element_size}",
+        f"data        {len(datamodule.train_images)} train / {len(datamodule.val_images)} val images, "
+        f"tile {list(datamodule.tile_shape)} -> {list(datamodule.out_shape)}, batch {datamodule.batch_size}, "
+        f"{datamodule.tiles_per_epoch} tiles/epoch",
+        f"trainer     {trainer.max_epochs} epochs, precision {trainer.precision}, "
+        f"{trainer.world_size} process(es) on {type(trainer.accelerator).__name__}",
+        f"output      {trainer.default_root_dir}",
+    ]
+    return "\n".join(lines)
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Train a model from a composed config; returns ``cfg.optimized_metric`` (best value) for sweeps."""
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision("high")
+    _task, model, datamodule, trainer = build(cfg)
+    if trainer.is_global_zero:
+        log.info("run summary\n%s", summary(model, datamodule, trainer))
+    if trainer.logger is not None:
+        trainer.logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    value = _best_metric(trainer, cfg.get("optimized_metric"))
+    if trainer.is_global_zero:
+        ckpt = trainer.checkpoint_callback
+        log.info(
+            "done: %s = %s; best checkpoint %s",
+            cfg.get("optimized_metric"),
+            value,
+            getattr(ckpt, "best_model_path", None) or "-",
+        )
+    return value
+
+
+def _best_metric(trainer: Any, name: str | None) -> float | None:
+    if not name:
+        return None
+    ckpt = trainer.checkpoint_callback
+    if ckpt is not None and getattr(ckpt, "monitor", None) == name and ckpt.best_model_score is not None:
+        return float(ckpt.best_model_score)
+    value = trainer.callback_metrics.get(name)
+    return None if value is None else float(value)

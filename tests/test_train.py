@@ -218,3 +218,15 @@ def test_multirun_two_points(tmp_path) -> None:
     r = _run(args, tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+
+
+def test_tiles_do_not_depend_on_workers(tmp_path) -> None:
+    """Keyed tiles: two DataLoader worker processes give exactly the batches of the main process."""
+    cfg = _cfg(tmp_path, [*FAST, *FAST_2D, "logger=csv", "data.tiles_per_epoch=4", "data.batch_size=2"])
+    _, _, dm, _ = build(cfg)
+    single = list(dm.train_dataloader())
+    dm.num_workers = 2
+    multi = list(dm.train_dataloader())
+    assert len(single) == len(multi) == 2
+    for a, b in zip(single, multi):
+        assert all(torch.equal(a[k], b[k]) for k in ("image", "target", "weights"))

@@ -1,27 +1,22 @@
-"""Overlap-tile prediction demo on a synthetic image (until training lands)."""
+"""Predict images with a trained model: `python predict.py ckpt_path=<ckpt> input=<file|dir|glob> [k=v ...]`.
+
+Configuration: conf/predict.yaml (`python predict.py --help`); library: unet.predict.predict_files.
+Writes per image <stem>_probabilities.tif, _labels.tif, _rois.zip, _objects.csv (+ _points.csv for detection)
+and summary.csv into output_dir, and prints the summary table.
+"""
 
 from __future__ import annotations
 
-import logging
-import time
+import hydra
+from omegaconf import DictConfig, OmegaConf
 
-import numpy as np
+from unet.predict import run
 
-from unet.memory import tile_shape_for_budget
-from unet.models.unet import UNet
-from unet.tiling import plan_tiles, predict_tiled
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    run(OmegaConf.to_container(cfg, resolve=True))
+
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rng = np.random.default_rng(0)
-    image = rng.random((1, 1000, 1300), dtype=np.float32)
-    net = UNet(base_features=16)
-    tile = tile_shape_for_budget(net, 256 * 2**20, max_shape=tuple(s + 184 for s in image.shape[1:]))
-    plan = plan_tiles(net.levels, image.shape[1:], tile)
-    t0 = time.perf_counter()
-    probs = predict_tiled(net, image, tile_shape=tile)
-    logging.info(
-        "overlap-tile prediction of a %s image: tile %s -> %s, %d tiles, %.1f s; probabilities %s sum to 1: %s",
-        image.shape[1:], plan.input_tile, plan.output_tile, len(plan), time.perf_counter() - t0,
-        probs.shape, bool(np.allclose(probs.sum(0), 1, atol=1e-5)),
-    )
+    main()

@@ -406,11 +406,18 @@ def load_ground_truth(path: PathLike, task: str, shape: Sequence[int] | None = N
 # ----------------------------------------------------------------------------------------------------
 
 
+#: files predict.py writes beside the predictions that are not predictions themselves
+_NOT_PREDICTIONS = ("summary.csv",)
+_NOT_PREDICTION_SUFFIXES = ("_objects.csv",)
+
+
 def _files_by_key(directory: Path, task: str) -> dict[str, Path]:
     roles, kinds = _PREFERENCE[task]
     best: dict[str, tuple[tuple[int, int], Path]] = {}
     for f in sorted(directory.iterdir()):
         if f.name.startswith(".") or not f.is_file():
+            continue
+        if f.name in _NOT_PREDICTIONS or f.name.endswith(_NOT_PREDICTION_SUFFIXES):
             continue
         kind = _kind(f)
         key, role = _split_name(f)

@@ -11,10 +11,10 @@ import lightning as L
 import numpy as np
 import torch
 
-from unet.data.dataset import warp_batch
 from unet.data.preprocess import resize
 from unet.inference import ModelCard, softmax
 from unet.losses import weighted_cross_entropy
+from unet.memory import tile_shape_for_budget
 from unet.models.unet import UNet
 from unet.tiling import predict_tiled, use_channels_last
 
@@ -31,7 +31,8 @@ class LitUNet(L.LightningModule):
         scheduler: optional partial LR scheduler, stepped per epoch.
         element_size: the model's element size (µm; images are rescaled to it), None = as they are.
         normalization: intensity normalisation stored with the model.
-        val_tile_shape: tile shape for whole-image validation (None: one tile per image).
+        val_tile_shape: tile shape for whole-image validation (None: the largest that fits val_memory_mib).
+        val_memory_mib: memory budget for validation tiles (activations of one forward pass).
         val_tta: test-time augmentation for validation ("none", "flips", "d4").
         init_from: checkpoint to initialise the weights from (finetuning, Falk M5); the head (and the
             first layer) are re-initialised when the number of classes (channels) differs.
@@ -48,6 +49,7 @@ class LitUNet(L.LightningModule):
         normalization: str = "minmax",
         val_tile_shape: Sequence[int] | None = None,
         val_tta: str = "none",
+        val_memory_mib: int = 2048,
         init_from: str | None = None,
         log_images: bool = True,
     ) -> None:
@@ -61,6 +63,7 @@ class LitUNet(L.LightningModule):
         self.normalization = normalization
         self.val_tile_shape = tuple(val_tile_shape) if val_tile_shape is not None else None
         self.val_tta = val_tta
+        self.val_memory_mib = val_memory_mib
         self.log_images = log_images
         if init_from:
             self.init_weights_from(init_from)
@@ -79,6 +82,14 @@ class LitUNet(L.LightningModule):
                 loaded[k] = v
             elif k in own:
                 skipped.append(k)
+        first = "net.encoder.0.0."
+        unexpected = [k for k in skipped if not k.startswith(("net.head.", first))]
+        missing = [k for k in own if k not in state]
+        if unexpected or missing:
+            raise ValueError(
+                f"{path}: the network differs from the pretrained one beyond the first layer and the head "
+                f"(mismatched {unexpected or missing}); finetuning keeps the pretrained architecture"
+            )
         self.load_state_dict(loaded, strict=False)
         log.info("initialised %d tensors from %s; re-initialised %s", len(loaded), path, skipped or "none")
 
@@ -86,17 +97,6 @@ class LitUNet(L.LightningModule):
         return self.net(x)
 
     # training ---------------------------------------------------------------------------------------------
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if (
-            self.trainer is not None
-            and self.trainer.training
-            and isinstance(batch, dict)
-            and "angles" in batch
-        ):
-            dm = self.trainer.datamodule
-            return warp_batch(batch, dm.tile_shape, dm.out_shape, dm.augment.interpolation)
-        return batch
-
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x = batch["image"].contiguous(memory_format=_channels_last(batch["image"].ndim))
         loss = weighted_cross_entropy(self.net(x), batch["target"], batch["weights"])
@@ -118,15 +118,16 @@ class LitUNet(L.LightningModule):
         logits = predict_tiled(
             self.net,
             prepared.image,
-            tile_shape=self.val_tile_shape,
+            tile_shape=self.val_tile_shape or self._val_tile(prepared.image.shape[1:]),
             tta=self.val_tta,
             activation="none",
             device=self.device,
+            name=str(prepared.item.meta.get("path", prepared.item.name)),
         )
         target = torch.from_numpy(prepared.target)[None]
         loss = weighted_cross_entropy(
             torch.from_numpy(logits)[None], target, torch.from_numpy(prepared.weights)[None]
-        )
+        ).to(self.device)  # synchronised over ranks: must live where the process group does (NCCL: GPU)
         probs = softmax(logits)
         item = prepared.item
         probs_own = resize(probs, item.image.shape[1:])
@@ -136,6 +137,18 @@ class LitUNet(L.LightningModule):
             self.log(f"val/{k}", v, batch_size=1, sync_dist=True, prog_bar=k in ("iou", "f1"))
         if batch_idx == 0 and self.log_images:
             self._log_panels(prepared, probs)
+
+    def _val_tile(self, shape: Sequence[int]) -> tuple[int, ...]:
+        """Largest validation tile that fits ``val_memory_mib`` (never larger than the image needs)."""
+        halo = self.net.halo
+        return tile_shape_for_budget(
+            self.net,
+            self.val_memory_mib * 2**20,
+            max_shape=tuple(s + 2 * h for s, h in zip(shape, halo)),
+            element_size=self.element_size,
+            device=self.device,
+            measure=False,
+        )
 
     def _log_panels(self, prepared: Any, probs: np.ndarray) -> None:
         logger = self.logger
@@ -166,12 +179,16 @@ class LitUNet(L.LightningModule):
         checkpoint["unet_card"] = self.card.to_dict()
         # tiles are keyed by (seed, step), so only torch's generator (dropout) and Python's carry state
         checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         states = checkpoint.get("rng_states")
         if states:
             torch.set_rng_state(states["torch"])
             random.setstate(states["python"])
+            if "cuda" in states and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def _channels_last(ndim: int) -> torch.memory_format:

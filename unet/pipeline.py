@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -11,7 +12,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate as _instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from unet.inference import ModelCard
 from unet.models import shapes
+from unet.models.unet import UNet
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +38,12 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any, Any]:
     """
     task = instantiate(cfg.task)
     datamodule = instantiate(cfg.data)
-    # the model's element size: as configured, else that of the training data (images keep their size)
+    card = _pretrained_card(cfg.model.get("init_from"))
+    # the model's element size: as configured, else the pretrained model's (finetuning rescales the new
+    # data to it, Falk M5), else that of the training data (images keep their size)
     element_size = cfg.model.get("element_size")
+    if element_size is None and card is not None:
+        element_size = card.element_size
     if element_size is None:
         element_size = datamodule.data_element_size()
     element_size = None if element_size is None else [float(e) for e in element_size]
@@ -46,12 +53,17 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any, Any]:
             f"the data has {len(element_size)} spatial axes (element size {element_size}) but the model is "
             f"{dims}D (model=unet{len(element_size)}d?)"
         )
-    net = instantiate(cfg.model.net, element_size=element_size)
+    if card is None:
+        net = instantiate(cfg.model.net, element_size=element_size)
+    else:  # finetuning keeps the pretrained architecture; only channels and classes may change
+        overrides = {k: cfg.model.net[k] for k in ("in_channels", "num_classes")}
+        net = UNet(**{**card.net, **overrides, "element_size": element_size})
     model_kwargs = {
         k: v
         for k, v in cfg.model.items()
-        if k not in ("_target_", "net", "optimizer", "scheduler", "element_size")
+        if k not in ("_target_", "net", "optimizer", "scheduler", "element_size", "normalization")
     }
+    model_kwargs["normalization"] = card.normalization if card is not None else cfg.model.normalization
     model = _get_class(cfg.model._target_)(
         net=net,
         task=task,
@@ -71,7 +83,7 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any, Any]:
         raise ValueError(
             f"data.tile_shape {list(tile)} is too small for this network: at least {list(minimum)}"
         )
-    datamodule.attach(task, net.levels, model.element_size, model.normalization)
+    datamodule.attach(task, net.levels, model.element_size, model.normalization, net.in_channels)
     datamodule.setup("fit")
     first = datamodule.train_images[0]
     image = first.image
@@ -86,6 +98,17 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any, Any]:
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     return task, model, datamodule, trainer
+
+
+def _pretrained_card(path: str | None) -> ModelCard | None:
+    if not path:
+        return None
+    if not Path(path).is_file():
+        raise ValueError(f"model.init_from: no checkpoint at {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if "unet_card" not in ckpt:
+        raise ValueError(f"{path}: not a checkpoint of this project (no 'unet_card' entry)")
+    return ModelCard.from_dict(ckpt["unet_card"])
 
 
 def _get_class(path: str) -> type:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from unet.data.augment import AugmentParams
-from unet.data.dataset import IndexDataset, PreparedImage, TileDataset, TileKeySampler
+from unet.data.dataset import IndexDataset, PreparedImage, TileDataset, TileKeySampler, warp_batch
 from unet.data.preprocess import normalize, resize, scale_factors, scale_points, scaled_shape
 from unet.data.sampling import TileSampler, worker_seed
 from unet.data.sources import Annotation, Item, split_items
@@ -41,11 +42,19 @@ def to_model_grid(
             class_of_instance=ann.class_of_instance,
         )
     es = model_element_size if model_element_size is not None else item.element_size
+    name = item.meta.get("path", item.name)
     try:
         target, weights, pdf = task.targets(ann, new_shape, es)
     except ValueError as e:
-        raise ValueError(f"{item.meta.get('path', item.name)}: {e}") from e
-    return PreparedImage(item, np.ascontiguousarray(image, np.float32), target, weights, TileSampler(pdf))
+        raise ValueError(f"{name}: {e}") from e
+    if target.max(initial=0) >= task.num_classes:
+        raise ValueError(
+            f"{name}: annotation has class {int(target.max())} but task.num_classes={task.num_classes}"
+        )
+    v_bal = getattr(task, "v_bal", 1.0)
+    mass = float((target > 0).sum() + v_bal * ((target == 0) & (pdf > 0)).sum())
+    image = np.ascontiguousarray(image, np.float32)
+    return PreparedImage(item, image, target, weights, TileSampler(pdf), mass)
 
 
 class UNetDataModule(L.LightningDataModule):
@@ -97,21 +106,44 @@ class UNetDataModule(L.LightningDataModule):
         self.train_images: list[PreparedImage] = []
         self.val_images: list[PreparedImage] = []
         self.task: Any = None
+        self.in_channels: int | None = None
         self.levels: Sequence[shapes.LevelSpec] | None = None
         self.model_element_size: tuple[float, ...] | None = None
         self.normalization = "minmax"
 
     def attach(
-        self, task: Any, levels: Sequence[shapes.LevelSpec], model_element_size, normalization: str
+        self,
+        task: Any,
+        levels: Sequence[shapes.LevelSpec],
+        model_element_size: Sequence[float] | None,
+        normalization: str,
+        in_channels: int | None = None,
     ) -> None:
         """What the data module needs to know about the model (called by the pipeline before fit)."""
-        self.task, self.levels = task, levels
+        self.task, self.levels, self.in_channels = task, levels, in_channels
         self.model_element_size = tuple(model_element_size) if model_element_size is not None else None
         self.normalization = normalization
         try:
             self.out_shape = shapes.output_shape(levels, self.tile_shape)
         except ValueError as e:
             raise ValueError(f"data.tile_shape: {e}") from e
+        if normalization == "none" and self.augment.intensity_range > 0:
+            raise ValueError(
+                "the intensity augmentation maps normalised [0, 1] intensities: use "
+                "model.normalization=minmax or data.augment.intensity_range=0"
+            )
+        es = self.model_element_size
+        if es is not None and any(e != min(es) for e in es):
+            # elastic std and grid spacing are given in pixels of the finest axis: the same physical
+            # deformation on coarse (e.g. z) axes is fewer voxels
+            a = self.augment
+            nd = len(es)
+            scale = [min(es) / e for e in es]
+            std = [v * f for v, f in zip(a.per_axis(a.elastic_std, nd, "elastic_std"), scale)]
+            spacing = [
+                v * f for v, f in zip(a.per_axis(a.elastic_grid_spacing, nd, "elastic_grid_spacing"), scale)
+            ]
+            self.augment = dataclasses.replace(a, elastic_std=tuple(std), elastic_grid_spacing=tuple(spacing))
 
     def items(self) -> tuple[list[Item], list[Item]]:
         """(train, val) items from the source (read once; cross-validation folds applied)."""
@@ -173,6 +205,12 @@ class UNetDataModule(L.LightningDataModule):
             worker_init_fn=_seed_worker,
             persistent_workers=False,
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """augment_on="device": warp the batch of crops on the training device (one grid_sample)."""
+        if isinstance(batch, dict) and "angles" in batch:
+            return warp_batch(batch, self.tile_shape, self.out_shape, self.augment.interpolation)
+        return batch
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self._rank()

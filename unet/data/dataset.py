@@ -43,6 +43,8 @@ class PreparedImage:
         item: the original item (raw image and annotation on the image's own grid).
         image: (C, *S) float32, normalised, rescaled to the model's element size.
         target: (*S) int64 class map; weights: (*S) float32 loss weights; sampler: tile-centre pdf.
+        mass: sum of the unnormalised w_bal over the image (foreground pixels + v_bal x background):
+            images are drawn in proportion to it, as if one pdf covered the whole training set (M3).
     """
 
     item: Item
@@ -50,6 +52,7 @@ class PreparedImage:
     target: np.ndarray
     weights: np.ndarray
     sampler: TileSampler
+    mass: float = 1.0
 
 
 def crop_margin(in_shape: Sequence[int], params: AugmentParams) -> tuple[int, ...]:
@@ -94,7 +97,7 @@ class TileDataset(Dataset):
         self.margin = crop_margin(self.in_shape, augment)
         # images are drawn in proportion to their annotated area (pdf mass), so each pixel of the
         # training set is as likely as in one big pdf over all images
-        mass = np.array([p.sampler.total for p in self.images], dtype=np.float64)
+        mass = np.array([p.mass for p in self.images], dtype=np.float64)
         self.image_p = mass / mass.sum()
 
     def __len__(self) -> int:  # keys are unbounded; the sampler decides how many
@@ -164,6 +167,9 @@ def warp_batch(
 class TileKeySampler(Sampler[int]):
     """Yields this rank's keys ``epoch * tiles_per_epoch + i`` (i = rank, rank + world, ...).
 
+    Every rank gets ``ceil(tiles_per_epoch / world_size)`` keys (the last ones wrap around), so all ranks
+    run the same number of steps and DDP's gradient synchronisation never waits for a missing rank.
+
     Lightning calls :meth:`set_epoch` before each epoch (run it with ``use_distributed_sampler=False``).
     """
 
@@ -176,11 +182,11 @@ class TileKeySampler(Sampler[int]):
         self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[int]:
-        base = self.epoch * self.tiles_per_epoch
-        return iter(range(base + self.rank, base + self.tiles_per_epoch, self.world_size))
+        base, n = self.epoch * self.tiles_per_epoch, self.tiles_per_epoch
+        return iter(base + (i * self.world_size + self.rank) % n for i in range(len(self)))
 
     def __len__(self) -> int:
-        return len(range(self.rank, self.tiles_per_epoch, self.world_size))
+        return -(-self.tiles_per_epoch // self.world_size)
 
 
 class IndexDataset(Dataset):

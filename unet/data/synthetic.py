@@ -91,3 +91,31 @@ def centroids(labels: np.ndarray) -> np.ndarray:
     if n == 0:
         return np.zeros((0, labels.ndim))
     return np.asarray(ndi.center_of_mass(np.ones_like(labels), labels, np.arange(1, n + 1)), dtype=np.float64)
+
+
+def write_demo(out: str, n: int = 3, shape: Sequence[int] = (256, 256), seed: int = 1) -> None:
+    """Write synthetic images and instance labels as TIFFs to ``out/images`` and ``out/labels``."""
+    from pathlib import Path
+
+    from unet.data import io
+
+    root = Path(out)
+    for sub in ("images", "labels"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        image, labels = synthetic_cells(shape, np.random.default_rng([seed, i]), n_cells=40)
+        io.write_tiff(root / "images" / f"cells{i:02d}.tif", image[0])
+        io.write_tiff(root / "labels" / f"cells{i:02d}.tif", labels.astype(np.uint16))
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Write synthetic cell images and labels (for trying predict/evaluate)."
+    )
+    parser.add_argument("out", help="output folder; gets images/ and labels/")
+    parser.add_argument("-n", type=int, default=3, help="number of images")
+    parser.add_argument("--seed", type=int, default=1, help="seed (the training default uses 0)")
+    args = parser.parse_args()
+    write_demo(args.out, args.n, seed=args.seed)

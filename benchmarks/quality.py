@@ -1,0 +1,527 @@
+"""Quality on the real datasets: train each experiment within a time budget, score its held-out test split.
+
+For every experiment (``conf/experiment/<name>.yaml``, one per folder of ``../shared/data``):
+
+1. compose the config (``experiment=<name>`` plus ``trainer.max_time`` = the budget) and train
+   (:func:`unet.pipeline.train`; the best checkpoint is chosen on the ``val`` split);
+2. load the best checkpoint (:func:`unet.inference.load_model`) and predict the ``test`` split, which no
+   training run ever reads (:meth:`unet.data.datasets.DatasetSource.test_items`), through
+   :func:`unet.inference.predict_image` at the item's element size, objects from the task;
+3. score with :func:`unet.evaluation.evaluate_pair`: segmentation: mean object IoU (Falk 2019 M6.1) and F1
+   at IoU 0.5; detection: F1 within ``d_match`` (M6.2) and the absolute count error; ISBI 2012 also the EM
+   scores of the cell-interior probability (:func:`unet.metrics.em_scores`: pixel error, Rand error);
+4. merge the numbers into ``<out>/quality.json`` and rewrite the table ``<out>/quality.md`` (dataset, task,
+   metric, ours, anchor with its source, training minutes, test images).
+
+``--transfer`` instead runs the transfer-learning comparison (Falk 2019, M5: adaptation with one or two
+annotated images): pretrain on ``dsb2018-subset`` (grayscale, 1 channel), then train on 1, 2 and 4
+annotated frames of the target (default ``ctc-fluo-n2dh-gowt1``; the frames are taken in order from its
+``train`` + ``val`` lists, never from ``test``) from scratch and from the pretrained weights
+(``model.init_from``), same budget and settings for both; no validation-based selection (there is no
+spare frame at 4), the last checkpoint is scored on the target's test split. Writes ``transfer.md``,
+``transfer.json`` and ``transfer.png`` (IoU against the number of annotated images).
+
+Usage::
+
+    python benchmarks/quality.py [--experiments a,b,...] [--minutes 20] [--out benchmarks/results]
+    python benchmarks/quality.py --transfer [--pretrain-minutes 20] [--minutes 5] [--transfer-images 1,2,4]
+
+``--set KEY=VALUE`` (repeatable) adds a Hydra override to every run (e.g. smaller networks for a smoke
+test); ``--data-root`` is where the dataset folders are (default ``<repo>/../shared/data``); runs
+(checkpoints, CSV logs) go to ``--runs`` (default ``logs/quality``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+log = logging.getLogger("quality")
+
+CONF = ROOT / "conf"
+DEFAULT_DATA_ROOT = ROOT.parent / "shared" / "data"
+
+EXPERIMENTS = (
+    "isbi2012-em",
+    "ctc-fluo-n2dh-gowt1",
+    "ctc-fluo-n2dl-hela",
+    "dsb2018-subset",
+    "nih3t3-coelho2009",
+    "mbm-bonemarrow-dots",
+    "plantseg-ovule-cells-3d",
+    "plantseg-nuclei-3d-crops",
+)
+
+# metric key in our results -> label in the table
+METRIC_LABELS = {
+    "mean_iou": "mean object IoU (M6.1)",
+    "f1": "F1 @ IoU 0.5",
+    "det_f1": "F1 (d_match 6 px, M6.2)",
+    "count_error": "count error (MAE per image)",
+    "pixel_error": "pixel error (best over thresholds)",
+    "rand_error": "Rand error (1 - V^Rand, best over thresholds)",
+}
+
+FALK_NO_NUMBERS = (
+    "anchor not in our papers folder: Falk 2019 gives per-dataset IoUs only in its supplementary note 3; "
+    "the main text says IoU ~0.7 is good, ~0.9 close to human annotation (M6.1)"
+)
+NOT_IN_FOLDER = "anchor not in our papers folder"
+
+# experiment -> metric -> (anchor value or None, source)
+ANCHORS: dict[str, dict[str, tuple[float | None, str]]] = {
+    "isbi2012-em": {
+        "pixel_error": (0.0611, "u-net, Ronneberger 2015 Table 1 (challenge test set)"),
+        "rand_error": (0.0382, "u-net, Ronneberger 2015 Table 1 (challenge test set)"),
+    },
+    "ctc-fluo-n2dh-gowt1": {"mean_iou": (None, FALK_NO_NUMBERS)},
+    "ctc-fluo-n2dl-hela": {"mean_iou": (None, FALK_NO_NUMBERS)},
+    "mbm-bonemarrow-dots": {
+        "count_error": (
+            8.8,
+            "Count-ception, Cohen 2017: MAE 8.8 ± 2.3 on MBM (number from the issue, paper not in our "
+            "papers folder; their 44-tile split, not ours)",
+        )
+    },
+}
+
+
+# ------------------------------------------------------------------------------------------ config
+def max_time(minutes: float) -> str:
+    """Lightning's ``trainer.max_time`` string ``DD:HH:MM:SS`` for a budget in minutes (at least 1 s)."""
+    total = max(1, round(minutes * 60))
+    d, rest = divmod(total, 86400)
+    h, rest = divmod(rest, 3600)
+    m, s = divmod(rest, 60)
+    return f"{d:02d}:{h:02d}:{m:02d}:{s:02d}"
+
+
+def compose_config(
+    experiment: str,
+    output_dir: Path,
+    data_root: Path,
+    minutes: float | None,
+    overrides: Sequence[str] = (),
+) -> Any:
+    """The training config of an experiment with a time budget (``trainer.max_time``)."""
+    from hydra import compose, initialize_config_dir
+
+    args = [
+        f"experiment={experiment}",
+        f"paths.output_dir={output_dir}",
+        f"paths.data_root={data_root}",
+        "logger=csv",
+    ]
+    if minutes is not None:
+        args.append(f"++trainer.max_time='{max_time(minutes)}'")
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=[*args, *overrides])
+
+
+def _checkpoint(run_dir: Path, prefer_best: bool = True) -> Path:
+    names = ("best.ckpt", "last.ckpt") if prefer_best else ("last.ckpt", "best.ckpt")
+    for name in names:
+        p = run_dir / "checkpoints" / name
+        if p.exists():
+            return p
+    raise FileNotFoundError(f"{run_dir}/checkpoints: no best.ckpt or last.ckpt (did training run?)")
+
+
+# ------------------------------------------------------------------------------------------ scoring
+def evaluate_test(ckpt: Path, source: Any, *, em: bool = False) -> dict[str, Any]:
+    """Predict the source's test items with a checkpoint and score them (per image, mean, pooled)."""
+    import torch
+
+    from unet.evaluation import evaluate_pair
+    from unet.inference import load_model, predict_image
+
+    net, task, card = load_model(str(ckpt))
+    items = source.test_items()
+    if not items:
+        raise ValueError(f"{source.root}: the test split is empty")
+    rows = []
+    for item in items:
+        with torch.no_grad():
+            probs = predict_image(net, item.image, element_size=item.element_size, card=card, name=item.name)
+        ann = item.annotation
+        row: dict[str, Any] = {"image": item.name}
+        if task.name == "segmentation":
+            pred = task.objects(probs)
+            gt = task.ground_truth(ann)
+            if ann.ignore is not None:
+                pred = np.where(ann.ignore, 0, pred)
+                gt = np.where(ann.ignore, 0, gt)
+            row.update(evaluate_pair(pred, gt, "segmentation"))
+        else:
+            pred = task.objects(probs)
+            gt = ann.points
+            if gt is None:
+                gt = task_points(ann)
+            r = evaluate_pair(pred, gt, "detection", d_match=task.d_match)
+            row.update(r)
+            row["det_f1"] = r["f1"]
+        if em:
+            interior = probs[1:].sum(axis=0)  # foreground (= cell interior) probability
+            gt_bin = (task.ground_truth(ann) > 0).astype(np.uint8)
+            scores = evaluate_pair(interior, gt_bin, "em")
+            row.update({f"em_{k}": v for k, v in scores.items()})
+            row["pixel_error"] = scores["best_pixel_error"]
+            row["rand_error"] = scores["best_adapted_rand_error"]
+        rows.append(row)
+    keys = [k for k in rows[0] if k != "image"]
+    mean = {}
+    for k in keys:
+        vals = [float(r[k]) for r in rows if isinstance(r.get(k), int | float) and math.isfinite(float(r[k]))]
+        mean[k] = float(np.mean(vals)) if vals else None
+    pooled = {}
+    if all(k in rows[0] for k in ("tp", "fp", "fn")):
+        tp, fp, fn = (sum(int(r[k]) for r in rows) for k in ("tp", "fp", "fn"))
+        pooled = {
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+            "precision": tp / (tp + fp) if tp + fp else float(fn == 0),
+            "recall": tp / (tp + fn) if tp + fn else float(fp == 0),
+        }
+        p, r = pooled["precision"], pooled["recall"]
+        pooled["f1"] = 2 * p * r / (p + r) if p + r else 0.0
+    return {"task": task.name, "images": rows, "mean": mean, "pooled": pooled, "n_test": len(rows)}
+
+
+def task_points(ann: Any) -> np.ndarray:
+    from unet.data.synthetic import centroids
+
+    return centroids(ann.labels)
+
+
+# ------------------------------------------------------------------------------------------ runs
+def run_experiment(
+    experiment: str,
+    *,
+    minutes: float | None,
+    runs: Path,
+    data_root: Path,
+    overrides: Sequence[str] = (),
+    prefer_best: bool = True,
+) -> dict[str, Any]:
+    """Train one experiment within the budget and score its test split; returns the result record."""
+    from hydra.utils import instantiate
+
+    from unet.pipeline import train
+
+    run_dir = runs / experiment
+    cfg = compose_config(experiment, run_dir, data_root, minutes, overrides)
+    log.info("%s: training (budget %s min) -> %s", experiment, minutes, run_dir)
+    t0 = time.perf_counter()
+    value = train(cfg)
+    train_min = (time.perf_counter() - t0) / 60
+    ckpt = _checkpoint(run_dir, prefer_best)
+    source = instantiate(cfg.data.source)
+    t1 = time.perf_counter()
+    result = evaluate_test(ckpt, source, em=experiment.startswith("isbi2012"))
+    result.update(
+        experiment=experiment,
+        val_metric={str(cfg.optimized_metric): value},
+        checkpoint=str(ckpt),
+        train_minutes=train_min,
+        eval_seconds=time.perf_counter() - t1,
+        budget_minutes=minutes,
+        overrides=list(overrides),
+        anchors={k: {"value": v, "source": s} for k, (v, s) in ANCHORS.get(experiment, {}).items()},
+        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        machine=f"{platform.node()} ({platform.machine()}, torch threads {_threads()}, {_device()})",
+    )
+    log.info("%s: %s", experiment, {k: v for k, v in result["mean"].items() if k in METRIC_LABELS})
+    return result
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _device() -> str:
+    import torch
+
+    return f"CUDA {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "CPU"
+
+
+# ------------------------------------------------------------------------------------------ reports
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
+    return str(v)
+
+
+def table_rows(result: dict[str, Any]) -> list[list[str]]:
+    """Markdown rows of one experiment's result."""
+    exp = result["experiment"]
+    metrics = ["det_f1", "count_error"] if result["task"] == "detection" else ["mean_iou", "f1"]
+    if exp.startswith("isbi2012"):
+        metrics += ["pixel_error", "rand_error"]
+    anchors = ANCHORS.get(exp, {})
+    rows = []
+    for m in metrics:
+        value = result["mean"].get(m)
+        if m in anchors:
+            a, source = anchors[m]
+            anchor = f"{a:g} — {source}" if a is not None else source
+        elif m == metrics[0]:
+            anchor = NOT_IN_FOLDER
+        else:
+            anchor = ""
+        rows.append(
+            [
+                exp,
+                result["task"],
+                METRIC_LABELS[m],
+                _fmt(value),
+                anchor,
+                f"{result['train_minutes']:.1f}",
+                str(result["n_test"]),
+            ]
+        )
+    return rows
+
+
+def write_reports(results: dict[str, dict[str, Any]], out: Path) -> tuple[Path, Path]:
+    """Write ``quality.json`` (all numbers) and ``quality.md`` (the table) from all results so far."""
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "quality.json", out / "quality.md"
+    json_path.write_text(json.dumps(_json_safe(results), indent=2) + "\n", encoding="utf-8")
+    lines = [
+        "# Quality on the real datasets",
+        "",
+        "Written by `python benchmarks/quality.py` (see its docstring). Each experiment is trained "
+        "within its time budget (`trainer.max_time`), the best checkpoint on the `val` split is applied "
+        "to the held-out `test` split of its data config (`conf/data/<name>.yaml`), which training never "
+        "reads. Means are over test images; anchors are the papers' numbers on *their* test sets, so "
+        "they are a reference, not a like-for-like comparison.",
+        "",
+        "| dataset | task | metric | ours | anchor (source) | training minutes | test images |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for exp in [e for e in EXPERIMENTS if e in results] + sorted(set(results) - set(EXPERIMENTS)):
+        for row in table_rows(results[exp]):
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
+    lines += ["", "Machine / budget per run:", ""]
+    for exp, r in results.items():
+        extra = f", overrides {' '.join(r['overrides'])}" if r.get("overrides") else ""
+        lines.append(
+            f"- `{exp}`: {r.get('machine', '?')}, budget {r.get('budget_minutes')} min, finished "
+            f"{r.get('finished', '?')}{extra}"
+        )
+    md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return json_path, md_path
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(float(obj)) else None
+    return obj
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    if path.exists():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            log.warning("%s: not valid JSON, starting a new one", path)
+    return {}
+
+
+# ------------------------------------------------------------------------------------------ transfer
+def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
+    """Pretrain on DSB 2018 (grayscale), then train on 1, 2, 4 target frames with and without it."""
+    from hydra.utils import instantiate
+
+    from unet.pipeline import train
+
+    runs = Path(args.runs) / "transfer"
+    target = args.transfer_target
+    sets = list(args.set or [])
+    pre_dir = runs / "pretrain-dsb2018"
+    pre_cfg = compose_config(
+        "dsb2018-subset",
+        pre_dir,
+        Path(args.data_root),
+        args.pretrain_minutes,
+        ["data.source.grayscale=true", "model.net.in_channels=1", *sets],
+    )
+    t0 = time.perf_counter()
+    train(pre_cfg)
+    pre_minutes = (time.perf_counter() - t0) / 60
+    pre_ckpt = _checkpoint(pre_dir)
+    base = compose_config(target, runs / "probe", Path(args.data_root), None, sets)
+    pool = [*base.data.source.train, *base.data.source.val]
+    if base.data.source.get("crops"):
+        raise ValueError(f"{target}: transfer needs whole annotated images (no data.source.crops)")
+    counts = [int(n) for n in str(args.transfer_images).split(",") if n.strip()]
+    if max(counts) > len(pool):
+        raise ValueError(f"{target}: only {len(pool)} non-test images ({pool}); asked for {max(counts)}")
+    source = instantiate(base.data.source)
+    rows = []
+    for n in counts:
+        stems = pool[:n]
+        for arm, init in (("scratch", None), ("pretrained", pre_ckpt)):
+            run_dir = runs / f"{target}-{n}-{arm}"
+            overrides = [
+                "data.source.train=[" + ",".join(f"'{s}'" for s in stems) + "]",
+                "data.source.val=[]",
+                "++trainer.limit_val_batches=0",
+                "callbacks.model_checkpoint.monitor=null",
+                f"model.init_from={init}" if init is not None else "model.init_from=null",
+                *sets,
+            ]
+            cfg = compose_config(target, run_dir, Path(args.data_root), args.minutes, overrides)
+            t1 = time.perf_counter()
+            train(cfg)
+            minutes = (time.perf_counter() - t1) / 60
+            res = evaluate_test(_checkpoint(run_dir, prefer_best=False), source)
+            rows.append(
+                {
+                    "images": n,
+                    "train_stems": stems,
+                    "arm": arm,
+                    "mean_iou": res["mean"].get("mean_iou"),
+                    "f1": res["mean"].get("f1"),
+                    "train_minutes": minutes,
+                    "n_test": res["n_test"],
+                    "per_image": res["images"],
+                }
+            )
+            log.info("transfer %s n=%d %s: IoU %s", target, n, arm, rows[-1]["mean_iou"])
+    result = {
+        "target": target,
+        "pretrain": {
+            "experiment": "dsb2018-subset (grayscale)",
+            "checkpoint": str(pre_ckpt),
+            "minutes": pre_minutes,
+        },
+        "budget_minutes": args.minutes,
+        "pretrain_budget_minutes": args.pretrain_minutes,
+        "overrides": sets,
+        "rows": rows,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.node()} ({_device()}, torch threads {_threads()})",
+    }
+    write_transfer_reports(result, Path(args.out))
+    return result
+
+
+def write_transfer_reports(result: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "transfer.json").write_text(json.dumps(_json_safe(result), indent=2) + "\n", encoding="utf-8")
+    counts = sorted({r["images"] for r in result["rows"]})
+
+    def get(n: int, arm: str, key: str) -> float | None:
+        for r in result["rows"]:
+            if r["images"] == n and r["arm"] == arm:
+                return r[key]
+        return None
+
+    lines = [
+        f"# Transfer learning: {result['target']} from few annotated images (Falk 2019, M5)",
+        "",
+        f"Pretraining: {result['pretrain']['experiment']}, {result['pretrain']['minutes']:.1f} min. Each run "
+        f"then trains on the first n non-test frames for {result['budget_minutes']} min (same settings for "
+        "both arms, only the initialisation differs: `model.init_from`), last checkpoint, scored on the "
+        "target's held-out test split.",
+        "",
+        "| annotated images | IoU from scratch | IoU pretrained | F1 from scratch | F1 pretrained "
+        "| test images |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for n in counts:
+        n_test = next(r["n_test"] for r in result["rows"] if r["images"] == n)
+        lines.append(
+            f"| {n} | {_fmt(get(n, 'scratch', 'mean_iou'))} | {_fmt(get(n, 'pretrained', 'mean_iou'))} | "
+            f"{_fmt(get(n, 'scratch', 'f1'))} | {_fmt(get(n, 'pretrained', 'f1'))} | {n_test} |"
+        )
+    lines += ["", f"Machine: {result['machine']}; overrides: {' '.join(result['overrides']) or 'none'}", ""]
+    (out / "transfer.md").write_text("\n".join(lines), encoding="utf-8")
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.5, 3.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for arm, style in (("scratch", "o--"), ("pretrained", "s-")):
+        ys = [get(n, arm, "mean_iou") for n in counts]
+        ax.plot(counts, [np.nan if y is None else y for y in ys], style, label=arm)
+    ax.set(
+        xlabel="annotated training images",
+        ylabel="mean object IoU (test)",
+        xticks=counts,
+        ylim=(0, 1),
+        title=f"{result['target']}",
+    )
+    ax.legend()
+    fig.savefig(out / "transfer.png", format="png")
+
+
+# ------------------------------------------------------------------------------------------ main
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--experiments", default=",".join(EXPERIMENTS), help="comma-separated experiment names")
+    p.add_argument("--minutes", type=float, default=20.0, help="training budget per run (trainer.max_time)")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="where the reports go")
+    p.add_argument("--runs", default=str(ROOT / "logs" / "quality"), help="where runs (checkpoints) go")
+    p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT), help="folder holding the datasets")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra Hydra override (repeatable)")
+    p.add_argument("--transfer", action="store_true", help="run the transfer-learning comparison instead")
+    p.add_argument("--transfer-target", default="ctc-fluo-n2dh-gowt1", help="experiment to transfer to")
+    p.add_argument("--transfer-images", default="1,2,4", help="numbers of annotated target images")
+    p.add_argument("--pretrain-minutes", type=float, default=20.0, help="pretraining budget (--transfer)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    data_root = Path(args.data_root)
+    if not data_root.is_dir():
+        raise SystemExit(f"{data_root}: dataset folder not found (--data-root=<dir holding the datasets>)")
+    if args.transfer:
+        return run_transfer(args)
+    experiments = [e.strip() for e in args.experiments.split(",") if e.strip()]
+    unknown = [e for e in experiments if not (CONF / "experiment" / f"{e}.yaml").exists()]
+    if unknown:
+        raise SystemExit(f"unknown experiment(s) {unknown}; see conf/experiment/")
+    out = Path(args.out)
+    results = _load_json(out / "quality.json")
+    for exp in experiments:
+        results[exp] = run_experiment(
+            exp, minutes=args.minutes, runs=Path(args.runs), data_root=data_root, overrides=args.set or []
+        )
+        json_path, md_path = write_reports(results, out)  # after every experiment: partial results survive
+        log.info("wrote %s and %s", json_path, md_path)
+    return {e: results[e] for e in experiments}
+
+
+if __name__ == "__main__":
+    main()

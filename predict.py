@@ -10,12 +10,14 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from unet.predict import run
+from unet.predict import format_summary, run
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    run(OmegaConf.to_container(cfg, resolve=True))
+    rows, output_dir = run(OmegaConf.to_container(cfg, resolve=True))
+    print(format_summary(rows))
+    print(f"outputs: {output_dir}")
 
 
 if __name__ == "__main__":

@@ -664,10 +664,7 @@ def config_to_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {_CONFIG_KEYS[k]: v for k, v in cfg.items() if k in _CONFIG_KEYS}
 
 
-def run(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """``predict.py``: predict with the options of ``conf/predict.yaml`` and print the summary table."""
+def run(cfg: Mapping[str, Any]) -> tuple[list[dict[str, Any]], Path]:
+    """``predict.py``: predict with the options of ``conf/predict.yaml``; -> (summary rows, output dir)."""
     kwargs = config_to_kwargs(cfg)
-    rows = predict_files(**kwargs)
-    print(format_summary(rows))
-    print(f"outputs: {Path(kwargs['output_dir'])}")
-    return rows
+    return predict_files(**kwargs), Path(kwargs["output_dir"])

@@ -16,7 +16,7 @@ from unet.inference import ModelCard, softmax
 from unet.losses import weighted_cross_entropy
 from unet.memory import tile_shape_for_budget
 from unet.models.unet import UNet
-from unet.tiling import predict_tiled, use_channels_last
+from unet.tiling import memory_format, predict_tiled, use_channels_last
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class LitUNet(L.LightningModule):
 
     # training ---------------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x = batch["image"].contiguous(memory_format=_channels_last(batch["image"].ndim))
+        x = batch["image"].contiguous(memory_format=memory_format(batch["image"].ndim))
         loss = weighted_cross_entropy(self.net(x), batch["target"], batch["weights"])
         self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0])
         return loss
@@ -189,7 +189,3 @@ class LitUNet(L.LightningModule):
             random.setstate(states["python"])
             if "cuda" in states and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def _channels_last(ndim: int) -> torch.memory_format:
-    return {4: torch.channels_last, 5: torch.channels_last_3d}.get(ndim, torch.contiguous_format)

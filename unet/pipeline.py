@@ -85,15 +85,7 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any, Any]:
         )
     datamodule.attach(task, net.levels, model.element_size, model.normalization, net.in_channels)
     datamodule.setup("fit")
-    first = datamodule.train_images[0]
-    image = first.image
-    name = first.item.meta.get("path", first.item.name)
-    if image.ndim - 1 != net.spatial_dims:
-        raise ValueError(
-            f"{name}: {image.ndim - 1}D image but the model is {net.spatial_dims}D (model=unet3d?)"
-        )
-    if image.shape[0] != net.in_channels:
-        raise ValueError(f"{name}: {image.shape[0]} channel(s) but model.net.in_channels={net.in_channels}")
+    # every image's dimensionality and channels were checked by datamodule.setup, naming the file
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)

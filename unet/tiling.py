@@ -173,7 +173,8 @@ def _axis_shape(levels: Sequence[shapes.LevelSpec], axis: int, length: int) -> t
     return tuple(shape)
 
 
-def _memory_format(ndim: int) -> torch.memory_format:
+def memory_format(ndim: int) -> torch.memory_format:
+    """Channels-last layout for a (N, C, *spatial) tensor of ``ndim`` dimensions (4 or 5)."""
     return {4: torch.channels_last, 5: torch.channels_last_3d}.get(ndim, torch.contiguous_format)
 
 
@@ -183,7 +184,7 @@ def use_channels_last(net: torch.nn.Module) -> torch.nn.Module:
     oneDNN (CPU) and cuDNN (tensor cores) run valid convolutions about twice as fast on NHWC/NDHWC
     tensors as on NCHW (measured in benchmarks/bench_inference.py).
     """
-    fmt = _memory_format(net.spatial_dims + 2)
+    fmt = memory_format(net.spatial_dims + 2)
     if fmt is not torch.contiguous_format:
         net.to(memory_format=fmt)
     return net
@@ -320,7 +321,7 @@ def _run_batch(
     out: Any,
 ) -> None:
     x = torch.from_numpy(np.stack([np.asarray(t, dtype=np.float32) for t, _, _ in batch])).to(device)
-    x = x.contiguous(memory_format=_memory_format(x.ndim))
+    x = x.contiguous(memory_format=memory_format(x.ndim))
     acc = None
     for flips, rot in members:
         y = net(_apply(x, flips, rot))

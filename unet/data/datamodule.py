@@ -174,6 +174,16 @@ class UNetDataModule(L.LightningDataModule):
         self.val_images = [
             to_model_grid(it, self.task, self.model_element_size, self.normalization) for it in val
         ]
+        for p in self.train_images + self.val_images:
+            name = p.item.meta.get("path", p.item.name)
+            if p.image.ndim - 1 != len(self.tile_shape):
+                raise ValueError(
+                    f"{name}: {p.image.ndim - 1}D image but the model is {len(self.tile_shape)}D"
+                )
+            if self.in_channels is not None and p.image.shape[0] != self.in_channels:
+                raise ValueError(
+                    f"{name}: {p.image.shape[0]} channel(s) but model.net.in_channels={self.in_channels}"
+                )
         log.info(
             "data: %d training / %d validation images; tile %s -> %s; %d tiles per epoch",
             len(self.train_images),

@@ -23,7 +23,7 @@ spare frame at 4), the last checkpoint is scored on the target's test split. Wri
 
 Usage::
 
-    python benchmarks/quality.py [--experiments a,b,...] [--minutes 20] [--out benchmarks/results]
+    python benchmarks/quality.py [--experiments a,b,...] [--minutes 20[,name=M,...]] [--out benchmarks/results]
     python benchmarks/quality.py --transfer [--pretrain-minutes 20] [--minutes 5] [--transfer-images 1,2,4]
 
 ``--set KEY=VALUE`` (repeatable) adds a Hydra override to every run (e.g. smaller networks for a smoke
@@ -396,7 +396,7 @@ def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
                 f"model.init_from={init}" if init is not None else "model.init_from=null",
                 *sets,
             ]
-            cfg = compose_config(target, run_dir, Path(args.data_root), args.minutes, overrides)
+            cfg = compose_config(target, run_dir, Path(args.data_root), budget(args.minutes, target), overrides)
             t1 = time.perf_counter()
             train(cfg)
             minutes = (time.perf_counter() - t1) / 60
@@ -421,7 +421,7 @@ def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
             "checkpoint": str(pre_ckpt),
             "minutes": pre_minutes,
         },
-        "budget_minutes": args.minutes,
+        "budget_minutes": budget(args.minutes, target),
         "pretrain_budget_minutes": args.pretrain_minutes,
         "overrides": sets,
         "rows": rows,
@@ -485,10 +485,37 @@ def write_transfer_reports(result: dict[str, Any], out: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ main
+def parse_minutes(text: str) -> dict[str, float]:
+    """``'10,isbi2012-em=12'`` -> ``{'*': 10.0, 'isbi2012-em': 12.0}`` (``'*'``: every other experiment)."""
+    budgets: dict[str, float] = {}
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, _, value = part.rpartition("=")
+        try:
+            budgets[name.strip() or "*"] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--minutes: {part!r} is not MINUTES or EXPERIMENT=MINUTES") from None
+    if "*" not in budgets:
+        budgets["*"] = 20.0
+    return budgets
+
+
+def budget(minutes: dict[str, float], experiment: str) -> float:
+    return minutes.get(experiment, minutes["*"])
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--experiments", default=",".join(EXPERIMENTS), help="comma-separated experiment names")
-    p.add_argument("--minutes", type=float, default=20.0, help="training budget per run (trainer.max_time)")
+    p.add_argument(
+        "--minutes",
+        type=parse_minutes,
+        default=parse_minutes("20"),
+        help="training budget per run (trainer.max_time): a number of minutes for all, optionally followed by "
+        "per-experiment budgets, e.g. '10,isbi2012-em=12,ctc-fluo-n2dl-hela=12'",
+    )
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="where the reports go")
     p.add_argument("--runs", default=str(ROOT / "logs" / "quality"), help="where runs (checkpoints) go")
     p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT), help="folder holding the datasets")
@@ -516,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results = _load_json(out / "quality.json")
     for exp in experiments:
         results[exp] = run_experiment(
-            exp, minutes=args.minutes, runs=Path(args.runs), data_root=data_root, overrides=args.set or []
+            exp, minutes=budget(args.minutes, exp), runs=Path(args.runs), data_root=data_root, overrides=args.set or []
         )
         json_path, md_path = write_reports(results, out)  # after every experiment: partial results survive
         log.info("wrote %s and %s", json_path, md_path)

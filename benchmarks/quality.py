@@ -23,7 +23,7 @@ spare frame at 4), the last checkpoint is scored on the target's test split. Wri
 
 Usage::
 
-    python benchmarks/quality.py [--experiments a,b,...] [--minutes 20[,name=M,...]] [--out benchmarks/results]
+    python benchmarks/quality.py [--experiments a,b,...] [--minutes 20[,NAME=M,...]] [--out DIR]
     python benchmarks/quality.py --transfer [--pretrain-minutes 20] [--minutes 5] [--transfer-images 1,2,4]
 
 ``--set KEY=VALUE`` (repeatable) adds a Hydra override to every run (e.g. smaller networks for a smoke
@@ -168,9 +168,7 @@ def evaluate_test(ckpt: Path, source: Any, *, em: bool = False) -> dict[str, Any
             row.update(evaluate_pair(pred, gt, "segmentation"))
         else:
             pred = task.objects(probs)
-            gt = ann.points
-            if gt is None:
-                gt = task_points(ann)
+            gt = task.ground_truth(ann)
             r = evaluate_pair(pred, gt, "detection", d_match=task.d_match)
             row.update(r)
             row["det_f1"] = r["f1"]
@@ -200,12 +198,6 @@ def evaluate_test(ckpt: Path, source: Any, *, em: bool = False) -> dict[str, Any
         p, r = pooled["precision"], pooled["recall"]
         pooled["f1"] = 2 * p * r / (p + r) if p + r else 0.0
     return {"task": task.name, "images": rows, "mean": mean, "pooled": pooled, "n_test": len(rows)}
-
-
-def task_points(ann: Any) -> np.ndarray:
-    from unet.data.synthetic import centroids
-
-    return centroids(ann.labels)
 
 
 # ------------------------------------------------------------------------------------------ runs
@@ -396,7 +388,9 @@ def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
                 f"model.init_from={init}" if init is not None else "model.init_from=null",
                 *sets,
             ]
-            cfg = compose_config(target, run_dir, Path(args.data_root), budget(args.minutes, target), overrides)
+            cfg = compose_config(
+                target, run_dir, Path(args.data_root), budget(args.minutes, target), overrides
+            )
             t1 = time.perf_counter()
             train(cfg)
             minutes = (time.perf_counter() - t1) / 60
@@ -496,7 +490,9 @@ def parse_minutes(text: str) -> dict[str, float]:
         try:
             budgets[name.strip() or "*"] = float(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"--minutes: {part!r} is not MINUTES or EXPERIMENT=MINUTES") from None
+            raise argparse.ArgumentTypeError(
+                f"--minutes: {part!r} is not MINUTES or EXPERIMENT=MINUTES"
+            ) from None
     if "*" not in budgets:
         budgets["*"] = 20.0
     return budgets
@@ -513,7 +509,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--minutes",
         type=parse_minutes,
         default=parse_minutes("20"),
-        help="training budget per run (trainer.max_time): a number of minutes for all, optionally followed by "
+        help="training budget per run (trainer.max_time): minutes for all, optionally followed by "
         "per-experiment budgets, e.g. '10,isbi2012-em=12,ctc-fluo-n2dl-hela=12'",
     )
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="where the reports go")
@@ -543,7 +539,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results = _load_json(out / "quality.json")
     for exp in experiments:
         results[exp] = run_experiment(
-            exp, minutes=budget(args.minutes, exp), runs=Path(args.runs), data_root=data_root, overrides=args.set or []
+            exp,
+            minutes=budget(args.minutes, exp),
+            runs=Path(args.runs),
+            data_root=data_root,
+            overrides=args.set or [],
         )
         json_path, md_path = write_reports(results, out)  # after every experiment: partial results survive
         log.info("wrote %s and %s", json_path, md_path)

@@ -238,6 +238,11 @@ def _quality():
 def test_quality_helpers(tmp_path) -> None:
     q = _quality()
     assert q.max_time(20) == "00:00:20:00" and q.max_time(90.5) == "00:01:30:30"
+    minutes = q.parse_minutes("9, isbi2012-em=12.5")
+    assert q.budget(minutes, "isbi2012-em") == 12.5 and q.budget(minutes, "dsb2018-subset") == 9
+    assert q.budget(q.parse_minutes("isbi2012-em=3"), "dsb2018-subset") == 20  # unnamed: the default
+    with pytest.raises(Exception, match="EXPERIMENT=MINUTES"):
+        q.parse_minutes("isbi2012-em=soon")
     assert set(q.EXPERIMENTS) == set(EXPERIMENTS)
     result = {
         "target": "ctc-fluo-n2dh-gowt1",

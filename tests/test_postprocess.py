@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from skimage.measure import regionprops
 
-from unet.postprocess import class_map, detection_points, instance_labels, measure_objects, summarize
+from unet.postprocess import (
+    class_map,
+    detection_points,
+    instance_labels,
+    label_centroids,
+    measure_objects,
+    summarize,
+)
 
 DISKS = [((10, 12), 4), ((30, 40), 6), ((50, 15), 3), ((12, 50), 5)]  # ((cy, cx), radius)
 
@@ -235,3 +242,13 @@ def test_summarize_counts_and_means():
     assert b["count"] == 0 and b["count_class1"] == 0 and b["count_class2"] == 0
     assert math.isnan(b["mean_area_px"])
     assert set(a) == set(b)
+
+
+def test_label_centroids_one_point_per_id_against_mean_coordinates(rng):
+    labels = rng.integers(0, 5, size=(6, 9, 7))
+    labels[labels == 3] = 0  # a gap in the ids (as after cropping) gives no point
+    got = label_centroids(labels)
+    assert got.shape == (3, 3)
+    for row, i in enumerate((1, 2, 4)):
+        np.testing.assert_allclose(got[row], np.argwhere(labels == i).mean(axis=0))
+    assert label_centroids(np.zeros((4, 4), int)).shape == (0, 2)

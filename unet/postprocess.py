@@ -213,6 +213,23 @@ def _weighted_centroids(
     return counts, cent
 
 
+def label_centroids(labels: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """``(N, ndim)`` centroids in pixels (array order) of the non-zero label ids present, in id order.
+
+    One point per id (an id split into several pieces still gives one point); ids missing from the image
+    (gaps, e.g. after cropping) give none. Turns instance annotations into detection points (one point per
+    cell, Falk M2.1).
+    """
+    labels = np.asarray(labels)
+    ids = np.unique(labels)
+    ids = ids[ids != 0]
+    if ids.size == 0:
+        return np.zeros((0, labels.ndim), dtype=np.float64)
+    return np.asarray(ndi.center_of_mass(np.ones_like(labels), labels, ids), dtype=np.float64).reshape(
+        ids.size, labels.ndim
+    )
+
+
 def detection_points(
     classes_or_probs: npt.ArrayLike,
     *,

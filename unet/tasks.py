@@ -132,18 +132,9 @@ class DetectionTask:
     def targets(
         self, ann: Annotation, shape: Sequence[int], element_size: Sequence[float] | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        points, classes = ann.points, ann.classes
-        if points is None:
-            if ann.labels is None:
-                raise ValueError(
-                    "detection needs point annotations (or instance labels to take centroids of)"
-                )
-            from unet.data.synthetic import centroids
-
-            points = centroids(ann.labels)
-            classes = None
+        classes = ann.classes if ann.points is not None else None
         return W.detection_targets(
-            points,
+            self.ground_truth(ann),
             shape,
             classes=classes,
             radius=self.radius,
@@ -154,6 +145,14 @@ class DetectionTask:
             ignore=ann.ignore,
         )
 
+    def ground_truth(self, ann: Annotation) -> np.ndarray:
+        """The annotated points ``(N, ndim)``: the point annotation, else one centroid per labelled cell."""
+        if ann.points is not None:
+            return ann.points
+        if ann.labels is None:
+            raise ValueError("detection needs point annotations (or instance labels to take centroids of)")
+        return postprocess.label_centroids(ann.labels)
+
     def objects(self, probabilities: np.ndarray) -> np.ndarray:
         """Class probabilities -> (N, ndim) detected points (component centroids)."""
         points, _ = postprocess.detection_points(probabilities, min_size=self.min_size)
@@ -161,11 +160,7 @@ class DetectionTask:
 
     def score(self, probabilities: np.ndarray, ann: Annotation) -> dict[str, float]:
         pred = self.objects(probabilities)
-        gt = ann.points
-        if gt is None:
-            from unet.data.synthetic import centroids
-
-            gt = centroids(ann.labels)
+        gt = self.ground_truth(ann)
         r = metrics.detection_f1(gt, pred, self.d_match)
         return {
             "f1": float(r.f1),

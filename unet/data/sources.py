@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from unet.data import io
-from unet.data.synthetic import centroids, synthetic_cells
+from unet.data.synthetic import synthetic_cells
+from unet.postprocess import label_centroids
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class SyntheticSource:
             elif self.annotation == "mask":
                 ann = Annotation(mask=(labels > 0).astype(np.int32))
             else:
-                pts = centroids(labels)
+                pts = label_centroids(labels)
                 ann = Annotation(points=pts, classes=np.ones(len(pts), np.int64))
             items.append(Item(f"{prefix}{i:03d}", image, ann, self.element_size))
         return items

@@ -85,14 +85,6 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
     return lut[labels]
 
 
-def centroids(labels: np.ndarray) -> np.ndarray:
-    """(N, ndim) centroids (pixel coordinates) of labels 1..N."""
-    n = int(labels.max())
-    if n == 0:
-        return np.zeros((0, labels.ndim))
-    return np.asarray(ndi.center_of_mass(np.ones_like(labels), labels, np.arange(1, n + 1)), dtype=np.float64)
-
-
 def write_demo(out: str, n: int = 3, shape: Sequence[int] = (256, 256), seed: int = 1) -> None:
     """Write synthetic images and instance labels as TIFFs to ``out/images`` and ``out/labels``."""
     from pathlib import Path

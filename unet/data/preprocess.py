@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage as ndi
 
 NORMALIZATIONS = ("minmax", "percentile", "none")
 
@@ -66,7 +67,13 @@ def scaled_shape(shape: Sequence[int], factors: Sequence[float] | None) -> tuple
 
 
 def resize(array: np.ndarray, shape: Sequence[int], *, labels: bool = False) -> np.ndarray:
-    """Resample (C, *S) to (C, *shape): linear for images and probabilities, nearest for labels."""
+    """Resample (C, *S) to (C, *shape): linear for images and probabilities, nearest for labels.
+
+    Along axes that shrink by a factor ``d = in / out > 1`` images are first low-pass filtered with a
+    Gaussian of ``sigma = (d - 1) / 2`` pixels (mirror boundary; the anti-aliasing of
+    ``skimage.transform.resize``), so that detail finer than the new grid averages out instead of
+    aliasing into spurious texture. Labels are never filtered.
+    """
     shape = tuple(int(s) for s in shape)
     if tuple(array.shape[1:]) == shape:
         return array
@@ -76,6 +83,9 @@ def resize(array: np.ndarray, shape: Sequence[int], *, labels: bool = False) -> 
         out = F.interpolate(t, size=shape, mode="nearest-exact")[0].numpy()
         return out.astype(array.dtype)
     mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[nd]
+    sigma = [max(0.0, (a / b - 1) / 2) for a, b in zip(array.shape[1:], shape, strict=True)]
+    if any(sg > 0 for sg in sigma):
+        array = ndi.gaussian_filter(np.asarray(array, dtype=np.float32), [0.0, *sigma], mode="mirror")
     t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
     return F.interpolate(t, size=shape, mode=mode, align_corners=False)[0].numpy()
 

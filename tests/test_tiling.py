@@ -164,3 +164,13 @@ def test_invalid_tile_names_nearest() -> None:
     net = UNet(depth=2, base_features=2)
     with pytest.raises(ValueError, match="nearest valid"):
         predict_tiled(net, np.zeros((1, 100, 100), np.float32), tile_shape=(61, 61))
+
+
+def test_d4_refuses_anisotropic_pixels_but_flips_are_fine() -> None:
+    from unet.tiling import check_tta
+
+    check_tta("d4", None)
+    check_tta("d4", (2.0, 0.5, 0.5))  # 3D: z may differ, y/x rotate
+    check_tta("flips", (1.0, 0.5))
+    with pytest.raises(ValueError, match=r"img\.tif.*pixel sizes differ.*flips"):
+        check_tta("d4", (1.0, 0.5), "img.tif")

@@ -16,7 +16,7 @@ import torch
 from unet.data.preprocess import normalize, resize, scale_factors, scaled_shape
 from unet.models.unet import UNet
 from unet.tasks import task_from_config
-from unet.tiling import predict_tiled
+from unet.tiling import check_tta, predict_tiled
 
 
 @dataclass
@@ -80,6 +80,7 @@ def predict_image(
     name: str = "image",
 ) -> np.ndarray:
     """Class probabilities (K, *S) on the image's own grid for a raw (C, *S) image."""
+    check_tta(tta, card.element_size or element_size, name)
     x = normalize(np.asarray(image), card.normalization)
     shape = x.shape[1:]
     factors = scale_factors(element_size, card.element_size)

@@ -16,7 +16,7 @@ from unet.inference import ModelCard, softmax
 from unet.losses import weighted_cross_entropy
 from unet.memory import tile_shape_for_budget
 from unet.models.unet import UNet
-from unet.tiling import memory_format, predict_tiled, use_channels_last
+from unet.tiling import check_tta, memory_format, predict_tiled, use_channels_last
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class LitUNet(L.LightningModule):
         self.element_size = tuple(element_size) if element_size is not None else None
         self.normalization = normalization
         self.val_tile_shape = tuple(val_tile_shape) if val_tile_shape is not None else None
+        check_tta(val_tta, self.element_size, "model.val_tta")
         self.val_tta = val_tta
         self.val_memory_mib = val_memory_mib
         self.log_images = log_images

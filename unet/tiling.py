@@ -231,6 +231,22 @@ def validate_image(image: Any, in_channels: int, spatial_dims: int, name: str = 
         raise ValueError(f"{name}: numeric pixels needed, got dtype {image.dtype}")
 
 
+def check_tta(tta: str, element_size: Sequence[float] | None, name: str = "image") -> None:
+    """Raise if ``tta='d4'`` would rotate a grid whose last two axes have different pixel sizes (µm).
+
+    A 90-degree rotation swaps y and x; on anisotropic pixels the network would see shapes stretched
+    as in no training tile. ``element_size`` is the grid the network runs on (None: unknown, allowed).
+    """
+    if tta != "d4" or element_size is None:
+        return
+    y, x = (float(v) for v in tuple(element_size)[-2:])
+    if not math.isclose(y, x, rel_tol=0.02):
+        raise ValueError(
+            f"{name}: tta='d4' rotates the last two axes, but their pixel sizes differ ({y:g} vs {x:g} µm); "
+            "use tta='flips'"
+        )
+
+
 def predict_tiled(
     net: torch.nn.Module,
     image: Any,

@@ -230,3 +230,28 @@ def test_tiles_do_not_depend_on_workers(tmp_path) -> None:
     assert len(single) == len(multi) == 2
     for a, b in zip(single, multi):
         assert all(torch.equal(a[k], b[k]) for k in ("image", "target", "weights"))
+
+
+def test_validation_means_count_every_image_once(tmp_path, monkeypatch) -> None:
+    """val/* are plain means over the val images; repeats that pad ranks to equal length are not counted."""
+    import numpy as np
+
+    from unet.data.preprocess import resize
+    from unet.inference import softmax
+    from unet.tiling import predict_tiled
+
+    cfg = _cfg(tmp_path, [*FAST, *FAST_2D, "data.source.n_val=3", "logger=csv", "trainer.max_epochs=1"])
+    task, model, dm, trainer = build(cfg)
+    trainer.validate(model, datamodule=dm, verbose=False)
+    per_image = []
+    for prepared in dm.val_images:
+        logits = predict_tiled(model.net, prepared.image, activation="none")
+        probs = resize(softmax(logits), prepared.item.image.shape[1:])
+        per_image.append(task.score(probs, prepared.item.annotation)["iou"])
+    assert len(per_image) == 3
+    assert float(trainer.callback_metrics["val/iou"]) == pytest.approx(np.mean(per_image), abs=1e-5)
+    # two ranks, three images: rank 1 gets image 1 and a flagged repeat of image 0
+    monkeypatch.setattr(type(dm), "_rank", lambda self: (1, 2))
+    assert [tuple(b) for b in dm.val_dataloader()] == [(1, True), (0, False)]
+    monkeypatch.setattr(type(dm), "_rank", lambda self: (0, 2))
+    assert [tuple(b) for b in dm.val_dataloader()] == [(0, True), (2, True)]

@@ -114,7 +114,12 @@ class LitUNet(L.LightningModule):
         }
 
     # validation on whole images, through the prediction path ---------------------------------------------
-    def validation_step(self, index: int, batch_idx: int) -> None:
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums: dict[str, float] = {}
+        self._val_count = 0
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        index, counted = batch if isinstance(batch, tuple | list) else (batch, True)
         prepared = self.trainer.datamodule.val_images[int(index)]
         logits = predict_tiled(
             self.net,
@@ -128,16 +133,29 @@ class LitUNet(L.LightningModule):
         target = torch.from_numpy(prepared.target)[None]
         loss = weighted_cross_entropy(
             torch.from_numpy(logits)[None], target, torch.from_numpy(prepared.weights)[None]
-        ).to(self.device)  # synchronised over ranks: must live where the process group does (NCCL: GPU)
+        )
         probs = softmax(logits)
         item = prepared.item
         probs_own = resize(probs, item.image.shape[1:])
-        scores = self.task.score(probs_own, item.annotation)
-        self.log("val/loss", loss, batch_size=1, sync_dist=True)
+        scores = {"loss": float(loss), **self.task.score(probs_own, item.annotation)}
+        # every rank scores the same number of images (repeats included), so the keys agree across ranks
         for k, v in scores.items():
-            self.log(f"val/{k}", v, batch_size=1, sync_dist=True, prog_bar=k in ("iou", "f1"))
+            self._val_sums[k] = self._val_sums.get(k, 0.0) + (float(v) if counted else 0.0)
+        self._val_count += int(bool(counted))
         if batch_idx == 0 and self.log_images:
             self._log_panels(prepared, probs)
+
+    def on_validation_epoch_end(self) -> None:
+        """Exact means over the validation images: sums and counts reduced over ranks, repeats left out."""
+        if not self._val_sums:
+            return
+        keys = list(self._val_sums)
+        # float64 on the module's device: the process group reduces where it lives (NCCL: GPU)
+        totals = torch.tensor([self._val_count, *(self._val_sums[k] for k in keys)], dtype=torch.float64)
+        totals = self.trainer.strategy.reduce(totals.to(self.device), reduce_op="sum").cpu()
+        count = max(float(totals[0]), 1.0)
+        for k, total in zip(keys, totals[1:].tolist(), strict=True):
+            self.log(f"val/{k}", total / count, prog_bar=k in ("iou", "f1"), sync_dist=False)
 
     def _val_tile(self, shape: Sequence[int]) -> tuple[int, ...]:
         """Largest validation tile that fits ``val_memory_mib`` (never larger than the image needs)."""

@@ -225,9 +225,10 @@ class UNetDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         rank, world = self._rank()
         # every rank gets the same number of images (padded by repetition, as DistributedSampler does), so
-        # the synchronised metric reduction sees the same calls on all ranks
+        # all ranks make the same collective calls; the repeats are flagged (counted=False) and left out of
+        # the validation means (LitUNet sums and counts over ranks), so every image counts exactly once
         n = len(self.val_images)
-        padded = [i % n for i in range(-(-n // world) * world)] if n else []
+        padded = [(i % n, i < n) for i in range(-(-n // world) * world)] if n else []
         return DataLoader(IndexDataset(padded[rank::world]), batch_size=None)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -190,13 +191,14 @@ class TileKeySampler(Sampler[int]):
 
 
 class IndexDataset(Dataset):
-    """Whole validation images are handled by the LightningModule; the loader only hands out indices."""
+    """Whole validation images are handled by the LightningModule; the loader only hands out indices
+    (``(index, counted)`` pairs from the data module)."""
 
-    def __init__(self, indices: Sequence[int]) -> None:
+    def __init__(self, indices: Sequence[Any]) -> None:
         self.indices = list(indices)
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> int:
+    def __getitem__(self, i: int) -> Any:
         return self.indices[i]

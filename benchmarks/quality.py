@@ -25,6 +25,10 @@ Usage::
 
     python benchmarks/quality.py [--experiments a,b,...] [--minutes 20[,NAME=M,...]] [--out DIR]
     python benchmarks/quality.py --transfer [--pretrain-minutes 20] [--minutes 5] [--transfer-images 1,2,4]
+    python benchmarks/quality.py --report            # rewrite the reports from <out>/*.json, train nothing
+
+``--readme README.md`` also puts the tables into the README between its ``<!-- quality-table:begin -->`` /
+``<!-- transfer-table:begin -->`` markers (and the matching ``:end`` ones).
 
 ``--set KEY=VALUE`` (repeatable) adds a Hydra override to every run (e.g. smaller networks for a smoke
 test); ``--data-root`` is where the dataset folders are (default ``<repo>/../shared/data``); runs
@@ -98,6 +102,38 @@ ANCHORS: dict[str, dict[str, tuple[float | None, str]]] = {
         )
     },
 }
+
+# the targets of issue #6 on the held-out images: experiment -> metric -> (">=" | "<=", value)
+TARGETS: dict[str, dict[str, tuple[str, float]]] = {
+    "isbi2012-em": {"pixel_error": ("<=", 0.07), "rand_error": ("<=", 0.06)},
+    "ctc-fluo-n2dh-gowt1": {"mean_iou": (">=", 0.80), "f1": (">=", 0.90)},
+    "ctc-fluo-n2dl-hela": {"mean_iou": (">=", 0.80), "f1": (">=", 0.90)},
+    "mbm-bonemarrow-dots": {"det_f1": (">=", 0.85), "count_error": ("<=", 10.0)},
+    "plantseg-nuclei-3d-crops": {"mean_iou": (">=", 0.70)},
+}
+
+README_MARKERS = {
+    "quality": ("<!-- quality-table:begin -->", "<!-- quality-table:end -->"),
+    "transfer": ("<!-- transfer-table:begin -->", "<!-- transfer-table:end -->"),
+}
+
+
+def target_cell(experiment: str, metric: str, value: float | None) -> str:
+    """``'>= 0.8: met'`` / ``'<= 10: missed'`` for a metric with an issue target, else ``''``."""
+    if metric not in TARGETS.get(experiment, {}):
+        return ""
+    op, goal = TARGETS[experiment][metric]
+    if value is None:
+        return f"{op} {goal:g}: not run"
+    met = value >= goal if op == ">=" else value <= goal
+    return f"{op} {goal:g}: {'met' if met else 'missed'}"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write through a temporary name and rename, so a report is never half written."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -285,6 +321,7 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
                 result["task"],
                 METRIC_LABELS[m],
                 _fmt(value),
+                target_cell(exp, m, value),
                 anchor,
                 f"{result['train_minutes']:.1f}",
                 str(result["n_test"]),
@@ -297,7 +334,7 @@ def write_reports(results: dict[str, dict[str, Any]], out: Path) -> tuple[Path, 
     """Write ``quality.json`` (all numbers) and ``quality.md`` (the table) from all results so far."""
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "quality.json", out / "quality.md"
-    json_path.write_text(json.dumps(_json_safe(results), indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(json_path, json.dumps(_json_safe(results), indent=2) + "\n")
     lines = [
         "# Quality on the real datasets",
         "",
@@ -307,21 +344,54 @@ def write_reports(results: dict[str, dict[str, Any]], out: Path) -> tuple[Path, 
         "reads. Means are over test images; anchors are the papers' numbers on *their* test sets, so "
         "they are a reference, not a like-for-like comparison.",
         "",
-        "| dataset | task | metric | ours | anchor (source) | training minutes | test images |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        *quality_table(results),
+        "",
+        "Machine / budget per run:",
+        "",
     ]
-    for exp in [e for e in EXPERIMENTS if e in results] + sorted(set(results) - set(EXPERIMENTS)):
-        for row in table_rows(results[exp]):
-            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
-    lines += ["", "Machine / budget per run:", ""]
     for exp, r in results.items():
         extra = f", overrides {' '.join(r['overrides'])}" if r.get("overrides") else ""
         lines.append(
             f"- `{exp}`: {r.get('machine', '?')}, budget {r.get('budget_minutes')} min, finished "
             f"{r.get('finished', '?')}{extra}"
         )
-    md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text_atomic(md_path, "\n".join(lines) + "\n")
     return json_path, md_path
+
+
+def quality_table(results: dict[str, dict[str, Any]]) -> list[str]:
+    """The markdown table (header and rows) of all results, in the order of ``EXPERIMENTS``."""
+    lines = [
+        "| dataset | task | metric | ours | target (issue #6) | anchor (source) | training minutes "
+        "| test images |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for exp in [e for e in EXPERIMENTS if e in results] + sorted(set(results) - set(EXPERIMENTS)):
+        for row in table_rows(results[exp]):
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
+    return lines
+
+
+def update_readme(readme: Path, out: Path) -> bool:
+    """Replace the tables between the README's markers with those of ``out`` (quality, transfer).
+
+    Returns whether the README changed. Missing markers are an error (naming the file and the marker)."""
+    text = readme.read_text(encoding="utf-8")
+    new = text
+    for key, (begin, end) in README_MARKERS.items():
+        if begin not in new or end not in new:
+            raise ValueError(f"{readme}: marker {begin} ... {end} not found")
+        report = out / f"{key}.md"
+        if not report.exists():
+            continue
+        body = report.read_text(encoding="utf-8").strip()
+        body = body.split("\n", 1)[1].strip() if body.startswith("# ") else body  # drop the title
+        head, rest = new.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        new = f"{head}{begin}\n{body}\n{end}{tail}"
+    if new != text:
+        write_text_atomic(readme, new)
+    return new != text
 
 
 def _json_safe(obj: Any) -> Any:
@@ -428,7 +498,7 @@ def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
 
 def write_transfer_reports(result: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "transfer.json").write_text(json.dumps(_json_safe(result), indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(out / "transfer.json", json.dumps(_json_safe(result), indent=2) + "\n")
     counts = sorted({r["images"] for r in result["rows"]})
 
     def get(n: int, arm: str, key: str) -> float | None:
@@ -456,7 +526,7 @@ def write_transfer_reports(result: dict[str, Any], out: Path) -> None:
             f"{_fmt(get(n, 'scratch', 'f1'))} | {_fmt(get(n, 'pretrained', 'f1'))} | {n_test} |"
         )
     lines += ["", f"Machine: {result['machine']}; overrides: {' '.join(result['overrides']) or 'none'}", ""]
-    (out / "transfer.md").write_text("\n".join(lines), encoding="utf-8")
+    write_text_atomic(out / "transfer.md", "\n".join(lines))
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -475,7 +545,9 @@ def write_transfer_reports(result: dict[str, Any], out: Path) -> None:
         title=f"{result['target']}",
     )
     ax.legend()
-    fig.savefig(out / "transfer.png", format="png")
+    tmp = out / ".transfer.png.tmp"
+    fig.savefig(tmp, format="png")
+    tmp.replace(out / "transfer.png")
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -517,6 +589,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT), help="folder holding the datasets")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra Hydra override (repeatable)")
     p.add_argument("--transfer", action="store_true", help="run the transfer-learning comparison instead")
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="train nothing: rewrite the reports (and --readme) from <out>/*.json",
+    )
+    p.add_argument(
+        "--readme",
+        default=None,
+        help="also put the tables into this README between its <!-- quality-table:begin/end --> and "
+        "<!-- transfer-table:begin/end --> markers",
+    )
     p.add_argument("--transfer-target", default="ctc-fluo-n2dh-gowt1", help="experiment to transfer to")
     p.add_argument("--transfer-images", default="1,2,4", help="numbers of annotated target images")
     p.add_argument("--pretrain-minutes", type=float, default=20.0, help="pretraining budget (--transfer)")
@@ -529,13 +612,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     data_root = Path(args.data_root)
     if not data_root.is_dir():
         raise SystemExit(f"{data_root}: dataset folder not found (--data-root=<dir holding the datasets>)")
+    out = Path(args.out)
+    if args.report:
+        results = _load_json(out / "quality.json")
+        if results:
+            write_reports(results, out)
+        transfer = _load_json(out / "transfer.json")
+        if transfer:
+            write_transfer_reports(transfer, out)
+        if args.readme:
+            update_readme(Path(args.readme), out)
+        return results
     if args.transfer:
-        return run_transfer(args)
+        result = run_transfer(args)
+        if args.readme:
+            update_readme(Path(args.readme), out)
+        return result
     experiments = [e.strip() for e in args.experiments.split(",") if e.strip()]
     unknown = [e for e in experiments if not (CONF / "experiment" / f"{e}.yaml").exists()]
     if unknown:
         raise SystemExit(f"unknown experiment(s) {unknown}; see conf/experiment/")
-    out = Path(args.out)
     results = _load_json(out / "quality.json")
     for exp in experiments:
         results[exp] = run_experiment(
@@ -546,6 +642,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             overrides=args.set or [],
         )
         json_path, md_path = write_reports(results, out)  # after every experiment: partial results survive
+        if args.readme:
+            update_readme(Path(args.readme), out)
         log.info("wrote %s and %s", json_path, md_path)
     return {e: results[e] for e in experiments}
 

@@ -243,6 +243,9 @@ def test_quality_helpers(tmp_path) -> None:
     assert q.budget(q.parse_minutes("isbi2012-em=3"), "dsb2018-subset") == 20  # unnamed: the default
     with pytest.raises(Exception, match="EXPERIMENT=MINUTES"):
         q.parse_minutes("isbi2012-em=soon")
+    assert q.target_cell("isbi2012-em", "pixel_error", 0.05) == "<= 0.07: met"
+    assert q.target_cell("ctc-fluo-n2dl-hela", "mean_iou", 0.79) == ">= 0.8: missed"
+    assert q.target_cell("dsb2018-subset", "mean_iou", 0.9) == ""
     assert set(q.EXPERIMENTS) == set(EXPERIMENTS)
     result = {
         "target": "ctc-fluo-n2dh-gowt1",
@@ -285,8 +288,22 @@ def test_quality_script_end_to_end_tiny(tmp_path) -> None:
     assert r["n_test"] == 5 and r["task"] == "segmentation"
     assert 0 <= r["mean"]["pixel_error"] <= 1 and 0 <= r["mean"]["rand_error"] <= 1
     md = (tmp_path / "res" / "quality.md").read_text()
-    assert "0.0611" in md and "Ronneberger 2015" in md
+    assert "0.0611" in md and "Ronneberger 2015" in md and "<= 0.07: m" in md
     assert json.loads((tmp_path / "res" / "quality.json").read_text())["isbi2012-em"]["n_test"] == 5
+    # --report --readme rewrites only what is between the markers, from the JSON, training nothing
+    readme = tmp_path / "README.md"
+    begin, end = q.README_MARKERS["quality"]
+    t_begin, t_end = q.README_MARKERS["transfer"]
+    readme.write_text(f"intro\n{begin}\nold table\n{end}\nmiddle\n{t_begin}\n{t_end}\noutro\n")
+    q.main(
+        ["--report", "--out", str(tmp_path / "res"), "--readme", str(readme), "--data-root", str(DATA_ROOT)]
+    )
+    text = readme.read_text()
+    assert "old table" not in text and "| isbi2012-em | segmentation | pixel error" in text
+    assert text.startswith("intro\n") and "\nmiddle\n" in text and text.endswith(f"{t_end}\noutro\n")
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match=r"README\.md: marker"):
+        q.update_readme(readme, tmp_path / "res")
 
 
 @needs_data

@@ -608,6 +608,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("lightning.pytorch").propagate = False  # it has its own handler: no double lines
     args = parse_args(argv)
     data_root = Path(args.data_root)
     if not data_root.is_dir():

@@ -42,6 +42,7 @@ import json
 import logging
 import math
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -245,18 +246,31 @@ def run_experiment(
     data_root: Path,
     overrides: Sequence[str] = (),
     prefer_best: bool = True,
+    score_only: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train one experiment within the budget and score its test split; returns the result record."""
+    """Train one experiment within the budget and score its test split; returns the result record.
+
+    A previous run of the experiment in ``runs`` is deleted first (its checkpoints must never be mistaken
+    for the new run's). ``score_only``: train nothing, score the checkpoint already in ``runs`` and keep
+    the training facts (minutes, budget, val metric) of this earlier record of it.
+    """
     from hydra.utils import instantiate
 
     from unet.pipeline import train
 
     run_dir = runs / experiment
     cfg = compose_config(experiment, run_dir, data_root, minutes, overrides)
-    log.info("%s: training (budget %s min) -> %s", experiment, minutes, run_dir)
-    t0 = time.perf_counter()
-    value = train(cfg)
-    train_min = (time.perf_counter() - t0) / 60
+    if score_only is not None:
+        log.info("%s: scoring the existing run in %s (no training)", experiment, run_dir)
+        value = next(iter(score_only.get("val_metric", {}).values()), None)
+        train_min = score_only.get("train_minutes", float("nan"))
+        minutes = score_only.get("budget_minutes", minutes)
+    else:
+        _fresh(run_dir)
+        log.info("%s: training (budget %s min) -> %s", experiment, minutes, run_dir)
+        t0 = time.perf_counter()
+        value = train(cfg)
+        train_min = (time.perf_counter() - t0) / 60
     ckpt = _checkpoint(run_dir, prefer_best)
     source = instantiate(cfg.data.source)
     t1 = time.perf_counter()
@@ -275,6 +289,13 @@ def run_experiment(
     )
     log.info("%s: %s", experiment, {k: v for k, v in result["mean"].items() if k in METRIC_LABELS})
     return result
+
+
+def _fresh(run_dir: Path) -> None:
+    """Delete an earlier run in ``run_dir``: its checkpoints must never be taken for the new run's."""
+    if run_dir.exists():
+        log.info("removing the previous run %s", run_dir)
+        shutil.rmtree(run_dir)
 
 
 def _threads() -> int:
@@ -433,6 +454,7 @@ def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
         args.pretrain_minutes,
         ["data.source.grayscale=true", "model.net.in_channels=1", *sets],
     )
+    _fresh(pre_dir)
     t0 = time.perf_counter()
     train(pre_cfg)
     pre_minutes = (time.perf_counter() - t0) / 60
@@ -461,6 +483,7 @@ def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
             cfg = compose_config(
                 target, run_dir, Path(args.data_root), budget(args.minutes, target), overrides
             )
+            _fresh(run_dir)
             t1 = time.perf_counter()
             train(cfg)
             minutes = (time.perf_counter() - t1) / 60
@@ -590,6 +613,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra Hydra override (repeatable)")
     p.add_argument("--transfer", action="store_true", help="run the transfer-learning comparison instead")
     p.add_argument(
+        "--score-only",
+        action="store_true",
+        help="train nothing: score the checkpoints already in --runs (keeps the recorded training facts)",
+    )
+    p.add_argument(
         "--report",
         action="store_true",
         help="train nothing: rewrite the reports (and --readme) from <out>/*.json",
@@ -635,8 +663,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"unknown experiment(s) {unknown}; see conf/experiment/")
     results = _load_json(out / "quality.json")
     for exp in experiments:
+        if args.score_only and exp not in results:
+            raise SystemExit(f"--score-only: no earlier record of {exp} in {out / 'quality.json'}")
         results[exp] = run_experiment(
             exp,
+            score_only=results[exp] if args.score_only else None,
             minutes=budget(args.minutes, exp),
             runs=Path(args.runs),
             data_root=data_root,

@@ -255,3 +255,14 @@ def test_validation_means_count_every_image_once(tmp_path, monkeypatch) -> None:
     assert [tuple(b) for b in dm.val_dataloader()] == [(1, True), (0, False)]
     monkeypatch.setattr(type(dm), "_rank", lambda self: (0, 2))
     assert [tuple(b) for b in dm.val_dataloader()] == [(0, True), (2, True)]
+
+
+def test_a_second_run_into_the_same_dir_overwrites_best_and_last(tmp_path) -> None:
+    """No best-v1.ckpt beside a stale best.ckpt: whoever reads best.ckpt gets the newest run's model."""
+    args = [*FAST, *FAST_2D, "logger=csv", "trainer.max_epochs=1", "model.net.base_features=2"]
+    train(_cfg(tmp_path, args))
+    first = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=False)["state_dict"]
+    train(_cfg(tmp_path, [*args, "seed=7"]))
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    second = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=False)["state_dict"]
+    assert any(not torch.equal(first[k], second[k]) for k in first)

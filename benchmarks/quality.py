@@ -179,8 +179,11 @@ def _checkpoint(run_dir: Path, prefer_best: bool = True) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ scoring
-def evaluate_test(ckpt: Path, source: Any, *, em: bool = False) -> dict[str, Any]:
-    """Predict the source's test items with a checkpoint and score them (per image, mean, pooled)."""
+def evaluate_test(ckpt: Path, source: Any, *, em: bool = False, tta: str = "none") -> dict[str, Any]:
+    """Predict the source's test items with a checkpoint and score them (per image, mean, pooled).
+
+    ``tta``: test-time augmentation of the prediction (``none``, ``flips``, ``d4``; R15 averages 8
+    rotated/flipped versions for ISBI 2012)."""
     import torch
 
     from unet.evaluation import evaluate_pair
@@ -193,7 +196,9 @@ def evaluate_test(ckpt: Path, source: Any, *, em: bool = False) -> dict[str, Any
     rows = []
     for item in items:
         with torch.no_grad():
-            probs = predict_image(net, item.image, element_size=item.element_size, card=card, name=item.name)
+            probs = predict_image(
+                net, item.image, element_size=item.element_size, card=card, name=item.name, tta=tta
+            )
         ann = item.annotation
         row: dict[str, Any] = {"image": item.name}
         if task.name == "segmentation":
@@ -247,6 +252,7 @@ def run_experiment(
     overrides: Sequence[str] = (),
     prefer_best: bool = True,
     score_only: dict[str, Any] | None = None,
+    tta: str = "none",
 ) -> dict[str, Any]:
     """Train one experiment within the budget and score its test split; returns the result record.
 
@@ -274,7 +280,7 @@ def run_experiment(
     ckpt = _checkpoint(run_dir, prefer_best)
     source = instantiate(cfg.data.source)
     t1 = time.perf_counter()
-    result = evaluate_test(ckpt, source, em=experiment.startswith("isbi2012"))
+    result = evaluate_test(ckpt, source, em=experiment.startswith("isbi2012"), tta=tta)
     result.update(
         experiment=experiment,
         val_metric={str(cfg.optimized_metric): value},
@@ -283,6 +289,7 @@ def run_experiment(
         eval_seconds=time.perf_counter() - t1,
         budget_minutes=minutes,
         overrides=list(overrides),
+        tta=tta,
         anchors={k: {"value": v, "source": s} for k, (v, s) in ANCHORS.get(experiment, {}).items()},
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         machine=f"{platform.node()} ({platform.machine()}, torch threads {_threads()}, {_device()})",
@@ -372,6 +379,7 @@ def write_reports(results: dict[str, dict[str, Any]], out: Path) -> tuple[Path, 
     ]
     for exp, r in results.items():
         extra = f", overrides {' '.join(r['overrides'])}" if r.get("overrides") else ""
+        extra += f", test-time augmentation {r['tta']}" if r.get("tta", "none") != "none" else ""
         lines.append(
             f"- `{exp}`: {r.get('machine', '?')}, budget {r.get('budget_minutes')} min, finished "
             f"{r.get('finished', '?')}{extra}"
@@ -613,6 +621,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra Hydra override (repeatable)")
     p.add_argument("--transfer", action="store_true", help="run the transfer-learning comparison instead")
     p.add_argument(
+        "--tta",
+        default="none",
+        choices=("none", "flips", "d4"),
+        help="test-time augmentation when predicting the test split (d4: 8 rotations/flips, as R15 on ISBI)",
+    )
+    p.add_argument(
         "--score-only",
         action="store_true",
         help="train nothing: score the checkpoints already in --runs (keeps the recorded training facts)",
@@ -668,6 +682,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         results[exp] = run_experiment(
             exp,
             score_only=results[exp] if args.score_only else None,
+            tta=args.tta,
             minutes=budget(args.minutes, exp),
             runs=Path(args.runs),
             data_root=data_root,

@@ -125,7 +125,7 @@ def target_cell(experiment: str, metric: str, value: float | None) -> str:
         return ""
     op, goal = TARGETS[experiment][metric]
     if value is None:
-        return f"{op} {goal:g}: not run"
+        return f"{op} {goal:g}: n/a"
     met = value >= goal if op == ">=" else value <= goal
     return f"{op} {goal:g}: {'met' if met else 'missed'}"
 
@@ -649,13 +649,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    import lightning.pytorch  # noqa: F401  (first: it installs its own log handler only on a bare root)
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("lightning.pytorch").propagate = False  # it has its own handler: no double lines
+    if logging.getLogger("lightning.pytorch").handlers:
+        logging.getLogger("lightning.pytorch").propagate = False  # it has its own handler: no double lines
     args = parse_args(argv)
     data_root = Path(args.data_root)
-    if not data_root.is_dir():
-        raise SystemExit(f"{data_root}: dataset folder not found (--data-root=<dir holding the datasets>)")
     out = Path(args.out)
+    if not data_root.is_dir() and not args.report:
+        raise SystemExit(f"{data_root}: dataset folder not found (--data-root=<dir holding the datasets>)")
     if args.report:
         results = _load_json(out / "quality.json")
         if results:
@@ -686,7 +689,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             minutes=budget(args.minutes, exp),
             runs=Path(args.runs),
             data_root=data_root,
-            overrides=args.set or [],
+            # scoring an earlier run: the data source as it was trained, unless overridden
+            overrides=args.set or (results[exp].get("overrides", []) if args.score_only else []),
         )
         json_path, md_path = write_reports(results, out)  # after every experiment: partial results survive
         if args.readme:

@@ -266,3 +266,23 @@ def test_a_second_run_into_the_same_dir_overwrites_best_and_last(tmp_path) -> No
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     second = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=False)["state_dict"]
     assert any(not torch.equal(first[k], second[k]) for k in first)
+
+
+def test_validation_epoch_end_reduces_sums_and_counts_over_ranks(tmp_path, monkeypatch) -> None:
+    """Rank 0 holds 2 counted images, the other rank 1 (and a repeat): means are over the 3 images."""
+    from types import SimpleNamespace
+
+    _, model, _, _ = build(_cfg(tmp_path, [*FAST, *FAST_2D, "logger=csv"]))
+    other_rank = torch.tensor([1.0, 0.9, 0.2], dtype=torch.float64)  # count, sum of loss, sum of iou
+
+    def reduce(t, reduce_op):
+        assert reduce_op == "sum"
+        return t + other_rank
+
+    fake = SimpleNamespace(world_size=2, strategy=SimpleNamespace(reduce=reduce))
+    monkeypatch.setattr(type(model), "trainer", property(lambda self: fake))
+    logged = {}
+    monkeypatch.setattr(model, "log", lambda name, value, **kw: logged.__setitem__(name, value))
+    model._val_sums, model._val_count = {"loss": 0.5, "iou": 1.3}, 2
+    model.on_validation_epoch_end()
+    assert logged == {"val/loss": pytest.approx(1.4 / 3), "val/iou": pytest.approx(1.5 / 3)}

@@ -97,7 +97,7 @@ def predict_image(
         progress=progress,
         name=name,
     )
-    return resize(probs, shape) if model_shape != tuple(shape) else probs
+    return resize(probs, shape, antialias=False) if model_shape != tuple(shape) else probs
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -136,7 +136,7 @@ class LitUNet(L.LightningModule):
         )
         probs = softmax(logits)
         item = prepared.item
-        probs_own = resize(probs, item.image.shape[1:])
+        probs_own = resize(probs, item.image.shape[1:], antialias=False)
         scores = {"loss": float(loss), **self.task.score(probs_own, item.annotation)}
         # every rank scores the same number of images (repeats included), so the keys agree across ranks
         for k, v in scores.items():
@@ -150,9 +150,13 @@ class LitUNet(L.LightningModule):
         if not self._val_sums:
             return
         keys = list(self._val_sums)
-        # float64 on the module's device: the process group reduces where it lives (NCCL: GPU)
         totals = torch.tensor([self._val_count, *(self._val_sums[k] for k in keys)], dtype=torch.float64)
-        totals = self.trainer.strategy.reduce(totals.to(self.device), reduce_op="sum").cpu()
+        if self.trainer.world_size > 1:
+            # reduced where the process group lives (NCCL: GPU); MPS has no float64
+            dtype = torch.float32 if self.device.type == "mps" else torch.float64
+            totals = (
+                self.trainer.strategy.reduce(totals.to(self.device, dtype), reduce_op="sum").cpu().double()
+            )
         count = max(float(totals[0]), 1.0)
         for k, total in zip(keys, totals[1:].tolist(), strict=True):
             self.log(f"val/{k}", total / count, prog_bar=k in ("iou", "f1"), sync_dist=False)

@@ -71,7 +71,7 @@ from unet.data.preprocess import scale_factors, scaled_shape
 from unet.inference import ModelCard, load_model, predict_image
 from unet.memory import tile_shape_for_budget
 from unet.models import shapes
-from unet.tiling import TTA_MODES, plan_tiles, predict_tiled, validate_image
+from unet.tiling import TTA_MODES, check_tta, plan_tiles, predict_tiled, validate_image
 
 log = logging.getLogger(__name__)
 
@@ -564,6 +564,8 @@ def predict_files(
         shapes.output_shape(net.levels, tuple(int(t) for t in tile_shape))  # ValueError names valid shapes
     ooc_bytes = float(out_of_core_mib) * _MIB
     jobs = [_plan_job(p, net, card, task, out_dir, element_size, ooc_bytes) for p in paths]
+    for job in jobs:  # the grid the network runs on: the model's element size, else the image's
+        check_tta(tta, card.element_size or job.element_size, str(job.path))
     out_dir.mkdir(parents=True, exist_ok=True)
     log.info(
         "%d image(s), %s model (%d class(es)), %d out of core -> %s",

@@ -66,13 +66,16 @@ def scaled_shape(shape: Sequence[int], factors: Sequence[float] | None) -> tuple
     return tuple(max(1, round(s * f)) for s, f in zip(shape, factors))
 
 
-def resize(array: np.ndarray, shape: Sequence[int], *, labels: bool = False) -> np.ndarray:
+def resize(
+    array: np.ndarray, shape: Sequence[int], *, labels: bool = False, antialias: bool = True
+) -> np.ndarray:
     """Resample (C, *S) to (C, *shape): linear for images and probabilities, nearest for labels.
 
     Along axes that shrink by a factor ``d = in / out > 1`` images are first low-pass filtered with a
     Gaussian of ``sigma = (d - 1) / 2`` pixels (mirror boundary; the anti-aliasing of
     ``skimage.transform.resize``), so that detail finer than the new grid averages out instead of
-    aliasing into spurious texture. Labels are never filtered.
+    aliasing into spurious texture. Labels are never filtered; ``antialias=False`` skips the filter (class
+    probabilities brought back to the image grid keep thin ridges sharp).
     """
     shape = tuple(int(s) for s in shape)
     if tuple(array.shape[1:]) == shape:
@@ -84,7 +87,7 @@ def resize(array: np.ndarray, shape: Sequence[int], *, labels: bool = False) -> 
         return out.astype(array.dtype)
     mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[nd]
     sigma = [max(0.0, (a / b - 1) / 2) for a, b in zip(array.shape[1:], shape, strict=True)]
-    if any(sg > 0 for sg in sigma):
+    if antialias and any(sg > 0 for sg in sigma):
         array = ndi.gaussian_filter(np.asarray(array, dtype=np.float32), [0.0, *sigma], mode="mirror")
     t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
     return F.interpolate(t, size=shape, mode=mode, align_corners=False)[0].numpy()

@@ -374,3 +374,22 @@ def test_validation_errors() -> None:
         warp_tiles(image, np.zeros((8, 16, 16), dtype=np.int64), None, grid, (5, 8, 8))
     with pytest.raises(ValueError):
         warp_tiles(image, np.zeros((8, 16, 15), dtype=np.int64), None, grid, (2, 4, 4))
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_elastic_field_never_exceeds_its_bound_and_the_bound_is_tight(ndim, rng) -> None:
+    """Worst case for Keys' kernel: control signs - + + - (period 4) give 1.375 c per axis between the + +."""
+    from unet.data.augment import AugmentParams, dense_displacement, elastic_bound, random_transform
+
+    pattern = np.array([-1.0, 1.0, 1.0, -1.0] * 3)
+    grid = pattern
+    for _ in range(ndim - 1):
+        grid = np.multiply.outer(grid, pattern)
+    c = 4.0 * 2.5  # controls at the truncation: 4 std, std 2.5 px
+    coarse = torch.from_numpy(c * grid)[None, None]
+    dense = dense_displacement(coarse, (12 * 8 + 1,) * ndim)  # control points every 8 px
+    bound = elastic_bound(2.5, ndim)
+    assert float(dense.abs().max()) <= bound + 1e-9
+    assert float(dense.abs().max()) >= 0.98 * bound
+    t = random_transform(AugmentParams(elastic_std=2.5), 64, (40,) * ndim, rng, n_channels=1)
+    assert np.abs(t.displacement).max() <= 4.0 * 2.5 + 1e-5

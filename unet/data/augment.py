@@ -241,6 +241,19 @@ def intensity_control_points(
     return out
 
 
+# Control-point displacements are truncated at this many standard deviations.
+ELASTIC_TRUNCATION = 4.0
+# Lebesgue constant of Keys' cubic convolution with a = -0.75 (torch's bicubic): the largest sum of absolute
+# kernel weights, max_t sum_i |k(t - i)| = 1.375 (at t = 1/2). A separable n-D cubic interpolation of
+# control values bounded by c is bounded by c * 1.375 ** n.
+CUBIC_LEBESGUE = 1.375
+
+
+def elastic_bound(std: float, ndim: int) -> float:
+    """Strict bound (px) on one component of the dense elastic displacement with control-point std ``std``."""
+    return ELASTIC_TRUNCATION * float(std) * CUBIC_LEBESGUE**ndim
+
+
 def random_transform(
     params: AugmentParams,
     batch_size: int,
@@ -278,7 +291,12 @@ def random_transform(
     displacement = None
     if any(s > 0 for s in stds):
         cshape = coarse_grid_shape(in_shape, params.per_axis(params.elastic_grid_spacing, ndim, "spacing"))
-        displacement = rng.standard_normal((b, ndim, *cshape)).astype(np.float32)
+        # control points ~ N(0, std^2) per axis, truncated at ELASTIC_TRUNCATION std (6e-5 of the draws), so
+        # that the cubic field is bounded and every looked-up pixel lies in the crop (see elastic_bound)
+        displacement = np.clip(
+            rng.standard_normal((b, ndim, *cshape)), -ELASTIC_TRUNCATION, ELASTIC_TRUNCATION
+        )
+        displacement = displacement.astype(np.float32)
         displacement *= np.asarray(stds, dtype=np.float32).reshape(1, ndim, *([1] * ndim))
     intensity = None
     if params.intensity_range > 0:

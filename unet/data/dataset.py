@@ -26,6 +26,7 @@ from torch.utils.data import Dataset, Sampler
 from unet.data.augment import (
     AugmentParams,
     TileTransform,
+    elastic_bound,
     intensity_curve,
     random_transform,
     sampling_grid,
@@ -64,7 +65,7 @@ def crop_margin(in_shape: Sequence[int], params: AugmentParams) -> tuple[int, ..
     if params.rotation_range != (0.0, 0.0) or params.flips:
         r = math.hypot(half[-2], half[-1])
         half[-2] = half[-1] = r
-    return tuple(math.ceil(h + 4 * sd + 2) for h, sd in zip(half, std))
+    return tuple(math.ceil(h + elastic_bound(sd, nd) + 2) for h, sd in zip(half, std))
 
 
 class TileDataset(Dataset):

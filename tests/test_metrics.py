@@ -449,3 +449,18 @@ def test_count_errors() -> None:
     np.testing.assert_array_equal(count_error([10, 5], [12, 5]), [2.0, 0.0])
     assert relative_count_error(10, 7) == pytest.approx(0.3)
     assert relative_count_error(0, 0) == 0.0 and relative_count_error(0, 2) == math.inf
+
+
+def test_foreground_overlap_against_pixel_sets() -> None:
+    from unet.metrics import foreground_overlap
+
+    rng = np.random.default_rng(3)
+    gt = rng.integers(0, 4, (20, 30)) * (rng.random((20, 30)) < 0.5)
+    pred = rng.integers(0, 3, (20, 30))
+    g = {tuple(i) for i in np.argwhere(gt)}
+    p = {tuple(i) for i in np.argwhere(pred)}
+    iou, dice = foreground_overlap(gt, pred)
+    assert iou == pytest.approx(len(g & p) / len(g | p))
+    assert dice == pytest.approx(2 * len(g & p) / (len(g) + len(p)))
+    assert foreground_overlap(np.zeros((3, 3)), np.zeros((3, 3))) == (1.0, 1.0)
+    assert foreground_overlap(np.ones((3, 3)), np.zeros((3, 3))) == (0.0, 0.0)

@@ -355,7 +355,7 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
                 exp,
                 result["task"],
                 METRIC_LABELS[m],
-                _fmt(value),
+                f"{value:.1f}" if m == "count_error" and value is not None else _fmt(value),
                 target_cell(exp, m, value),
                 anchor,
                 f"{result['train_minutes']:.1f}",

@@ -106,6 +106,11 @@ ANCHORS: dict[str, dict[str, tuple[float | None, str]]] = {
     },
 }
 
+# test-time augmentation of the test predictions unless --tta says otherwise: R15 averages the ISBI 2012
+# predictions over rotated versions (Sec. 3.1: "averaged over 7 rotated versions of the input data"); d4 =
+# the input and its 7 rotations/flips
+TEST_TTA = {"isbi2012-em": "d4"}
+
 # semantic ground truth (touching nuclei merged into one component): scored by pixel overlap first
 SEMANTIC = ("nih3t3-coelho2009",)
 
@@ -629,9 +634,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--transfer", action="store_true", help="run the transfer-learning comparison instead")
     p.add_argument(
         "--tta",
-        default="none",
+        default=None,
         choices=("none", "flips", "d4"),
-        help="test-time augmentation when predicting the test split (d4: 8 rotations/flips, as R15 on ISBI)",
+        help="test-time augmentation when predicting the test split (default: d4 for ISBI 2012, as R15, "
+        "none for the others)",
     )
     p.add_argument(
         "--score-only",
@@ -692,7 +698,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         results[exp] = run_experiment(
             exp,
             score_only=results[exp] if args.score_only else None,
-            tta=args.tta,
+            tta=args.tta or TEST_TTA.get(exp, "none"),
             minutes=budget(args.minutes, exp),
             runs=Path(args.runs),
             data_root=data_root,

@@ -141,10 +141,11 @@ def target_cell(experiment: str, metric: str, value: float | None) -> str:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write through a temporary name and rename, so a report is never half written."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    """Write through :func:`unet.data.io.atomic_write`, so a report is never half written."""
+    from unet.data.io import atomic_write
+
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -372,9 +373,11 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
 
 def write_reports(results: dict[str, dict[str, Any]], out: Path) -> tuple[Path, Path]:
     """Write ``quality.json`` (all numbers) and ``quality.md`` (the table) from all results so far."""
+    from unet.evaluation import json_safe
+
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "quality.json", out / "quality.md"
-    write_text_atomic(json_path, json.dumps(_json_safe(results), indent=2) + "\n")
+    write_text_atomic(json_path, json.dumps(json_safe(results), indent=2) + "\n")
     lines = [
         "# Quality on the real datasets",
         "",
@@ -433,18 +436,6 @@ def update_readme(readme: Path, out: Path) -> bool:
     if new != text:
         write_text_atomic(readme, new)
     return new != text
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(float(obj)) else None
-    return obj
 
 
 def _load_json(path: Path) -> dict[str, Any]:
@@ -540,8 +531,10 @@ def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def write_transfer_reports(result: dict[str, Any], out: Path) -> None:
+    from unet.evaluation import json_safe
+
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "transfer.json", json.dumps(_json_safe(result), indent=2) + "\n")
+    write_text_atomic(out / "transfer.json", json.dumps(json_safe(result), indent=2) + "\n")
     counts = sorted({r["images"] for r in result["rows"]})
 
     def get(n: int, arm: str, key: str) -> float | None:
@@ -588,9 +581,10 @@ def write_transfer_reports(result: dict[str, Any], out: Path) -> None:
         title=f"{result['target']}",
     )
     ax.legend()
-    tmp = out / ".transfer.png.tmp"
-    fig.savefig(tmp, format="png")
-    tmp.replace(out / "transfer.png")
+    from unet.data.io import atomic_write
+
+    with atomic_write(out / "transfer.png") as tmp:
+        fig.savefig(tmp, format="png")
 
 
 # ------------------------------------------------------------------------------------------ main

@@ -161,12 +161,12 @@ def _threshold_key(prefix: str, t: float) -> str:
     return f"{prefix}@{text}"
 
 
-def _json_safe(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """Recursively convert numpy values and paths to JSON types; non-finite floats become ``None``."""
     if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple | np.ndarray):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, bool | np.bool_):
         return bool(obj)
     if isinstance(obj, int | np.integer):
@@ -858,7 +858,7 @@ def _write_outputs(result: EvaluationResult, out: Path, *, plot: bool) -> None:
         "mean": {k: v for k, v in result.mean.items() if k != "image"},
         "pooled": result.pooled,
     }
-    text = json.dumps(_json_safe(doc), indent=2, allow_nan=False)
+    text = json.dumps(json_safe(doc), indent=2, allow_nan=False)
     with io.atomic_write(json_path) as tmp:
         tmp.write_text(text + "\n", encoding="utf-8")
     result.outputs.update(csv=csv_path, json=json_path)

@@ -119,7 +119,7 @@ class LitUNet(L.LightningModule):
         self._val_count = 0
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        index, counted = batch if isinstance(batch, tuple | list) else (batch, True)
+        index, counted = batch  # (image index, counted): repeats that pad DDP ranks are not counted
         prepared = self.trainer.datamodule.val_images[int(index)]
         logits = predict_tiled(
             self.net,

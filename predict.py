@@ -7,15 +7,22 @@ and summary.csv into output_dir, and prints the summary table.
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from unet.predict import format_summary, run
+from unet.predict import PredictionFailed, format_summary, run
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    rows, output_dir = run(OmegaConf.to_container(cfg, resolve=True))
+    try:
+        rows, output_dir = run(OmegaConf.to_container(cfg, resolve=True))
+    except PredictionFailed as e:
+        print(format_summary(e.summary))
+        print(e, file=sys.stderr)
+        sys.exit(1)
     print(format_summary(rows))
     print(f"outputs: {output_dir}")
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
 from unet.pipeline import build, train
 
@@ -39,7 +38,7 @@ FAST_3D = [
     "data.source.shape=[16,48,48]",
     "data.source.n_cells=8",
     "data.source.radius=[4,7]",
-    "data.tile_shape=[16,52,52]",
+    "data.tile_shape=[18,52,52]",
 ]
 
 
@@ -51,36 +50,121 @@ def _cfg(tmp_path: Path, overrides: list[str]):
         )
 
 
+def _folders(root: Path, dims: int) -> Path:
+    """root/train and root/val with 2D images (or 3D stacks with an element size) and instance labels."""
+    import numpy as np
+
+    from unet.data import io
+    from unet.data.synthetic import synthetic_brightfield, synthetic_cells
+
+    es = (1.5, 0.5, 0.5) if dims == 3 else None
+    for split, n in (("train", 2), ("val", 1)):
+        for i in range(n):
+            rng = np.random.default_rng([dims, len(split), i])
+            if dims == 2:
+                image, labels = synthetic_cells((64, 64), rng, n_cells=8)
+            else:
+                image, labels = synthetic_brightfield((10, 40, 40), rng, element_size=es)
+            io.write_tiff(root / split / "images" / f"im{i}.tif", image[0], element_size=es)
+            io.write_tiff(root / split / "labels" / f"im{i}.tif", labels.astype(np.uint16), element_size=es)
+    return root
+
+
+SMALL_DATA = {
+    "synthetic2d": ["data.source.n_train=1", "data.source.n_val=1", "data.source.shape=[64,64]"],
+    "synthetic3d": ["data.source.n_train=1", "data.source.n_val=1", "data.source.shape=[12,40,40]"],
+    "brightfield": ["data.embedded.n_train=1", "data.embedded.n_val=1", "data.embedded.shape=[10,40,40]"],
+}
+
+
 @pytest.mark.parametrize("model", ["unet2d", "unet3d"])
+@pytest.mark.parametrize("data", ["synthetic2d", "synthetic3d", "folder", "brightfield"])
 @pytest.mark.parametrize("task", ["segmentation", "detection"])
-@pytest.mark.parametrize("trainer", ["default", "cpu", "gpu", "ddp"])
-@pytest.mark.parametrize("logger", ["tensorboard", "csv"])
-def test_every_combination_composes_and_instantiates(tmp_path, model, task, trainer, logger) -> None:
-    data = "synthetic2d" if model == "unet2d" else "synthetic3d"
-    cfg = _cfg(
-        tmp_path, [f"model={model}", f"data={data}", f"task={task}", f"trainer={trainer}", f"logger={logger}"]
-    )
-    t = instantiate(cfg.task)
+def test_every_combination_builds_with_no_tile_given(tmp_path, model, data, task) -> None:
+    """model x data x task through the CLI's build(): the tile follows from the network and the budget;
+    2D data for a 3D model (and the reverse) is refused with a message naming a file or the data."""
+    dims = 2 if model == "unet2d" else 3
+    data_dims = {"synthetic2d": 2, "synthetic3d": 3, "brightfield": 3, "folder": dims}[data]
+    over = [f"model={model}", f"data={data}", f"task={task}", "model.net.base_features=4", "logger=csv"]
+    over += SMALL_DATA.get(data, [])
+    if data == "folder":
+        over.append(f"data.root={_folders(tmp_path / 'user', dims)}")
+    cfg = _cfg(tmp_path, over)
+    if data_dims != dims:
+        with pytest.raises(ValueError, match=rf"{data_dims}D|{data_dims} spatial axes|unet{data_dims}d"):
+            build(cfg)
+        return
+    t, lit, dm, trainer = build(cfg)
     assert t.name == task and cfg.optimized_metric == t.monitor
-    net = instantiate(cfg.model.net, element_size=cfg.data.source.get("element_size"))  # as build() does
-    assert net.spatial_dims == (2 if model == "unet2d" else 3)
-    net.output_shape(cfg.data.tile_shape)  # the data's tile is valid for the model
-    dm = instantiate(cfg.data)
-    assert dm.tile_shape == tuple(cfg.data.tile_shape)
-    assert instantiate(cfg.logger) is not None
-    assert len([instantiate(c) for c in cfg.callbacks.values()]) == 2
-    trainer_cfg = instantiate(cfg.trainer, _partial_=True)
-    assert callable(trainer_cfg)
+    assert lit.net.spatial_dims == dims and len(dm.tile_shape) == dims
+    assert lit.net.output_shape(dm.tile_shape) == dm.out_shape  # a valid tile, chosen by the data module
+    batch = next(iter(dm.train_dataloader()))
+    assert tuple(batch["target"].shape[1:]) == dm.out_shape
+    assert trainer.max_epochs == cfg.trainer.max_epochs
 
 
-@pytest.mark.parametrize("experiment", ["experiment=quickstart", "experiment=finetune", "~experiment"])
-@pytest.mark.parametrize("data", ["synthetic2d", "folder", "brightfield"])
-def test_experiments_and_data_groups_compose(tmp_path, experiment, data) -> None:
-    overrides = [experiment, f"data={data}"]
-    if data == "brightfield":
-        overrides += ["model=unet3d", f"data.root={tmp_path}"]
-    cfg = _cfg(tmp_path, overrides)
-    assert cfg.data._target_.endswith("UNetDataModule")
+def test_a_folder_of_the_other_dimensionality_is_named(tmp_path) -> None:
+    root3 = _folders(tmp_path / "stacks", 3)
+    with pytest.raises(ValueError, match=r"im0\.tif.*(3D|spatial axes).*2D|im0\.tif.*unet3d"):
+        build(_cfg(tmp_path, ["data=folder", f"data.root={root3}", "model.net.base_features=4"]))
+    root2 = _folders(tmp_path / "flat", 2)
+    with pytest.raises(ValueError, match=r"im0\.tif.*2D.*3D|im0\.tif.*unet2d|im0\.tif.*spatial axes"):
+        build(
+            _cfg(tmp_path, ["model=unet3d", "data=folder", f"data.root={root2}", "model.net.base_features=4"])
+        )
+
+
+def test_folder_keys_and_roots(tmp_path) -> None:
+    """data.train_dir/val_dir, data.root with train/ and val/, a root of images/ with folds; clear errors."""
+    root = _folders(tmp_path / "user", 2)
+    small = ["data=folder", "model.net.base_features=4", "logger=csv"]
+    _, _, dm, _ = build(_cfg(tmp_path, [*small, f"data.root={root}"]))
+    assert (len(dm.train_images), len(dm.val_images)) == (2, 1)
+    _, _, dm, _ = build(_cfg(tmp_path, [*small, f"data.train_dir={root}/train", f"data.val_dir={root}/val"]))
+    assert (len(dm.train_images), len(dm.val_images)) == (2, 1)
+    _, _, dm, _ = build(_cfg(tmp_path, [*small, f"data.root={root}/train", "data.num_folds=2"]))
+    assert (len(dm.train_images), len(dm.val_images)) == (1, 1)
+    with pytest.raises(ValueError, match=r"data\.train_dir=.*data\.root="):
+        build(_cfg(tmp_path, small))
+    with pytest.raises(ValueError, match=r"no validation images: pass data\.val_dir.*num_folds"):
+        build(_cfg(tmp_path, [*small, f"data.train_dir={root}/train"]))
+    with pytest.raises(ValueError, match=r"data\.root=.*expected train/ and val/"):
+        build(_cfg(tmp_path, [*small, f"data.root={tmp_path}"]))
+    with pytest.raises(ValueError, match=r"data\.root=.*no such folder"):
+        build(_cfg(tmp_path, [*small, f"data.root={tmp_path}/nowhere"]))
+
+
+def test_brightfield_without_root_says_it_uses_the_embedded_default(tmp_path, caplog) -> None:
+    over = ["model=unet3d", "data=brightfield", "model.net.base_features=4", *SMALL_DATA["brightfield"]]
+    with caplog.at_level("WARNING"):
+        _, lit, dm, _ = build(_cfg(tmp_path, over))
+    assert "embedded default" in caplog.text and "data.root=" in caplog.text
+    assert lit.element_size == (1.0, 0.5, 0.5)  # the model takes the stacks' anisotropic voxels
+    assert dm.train_images[0].item.name.startswith("synthetic_train_brightfield")
+
+
+def test_an_explicit_tile_wins_and_an_invalid_one_names_valid_shapes(tmp_path) -> None:
+    _, _, dm, _ = build(_cfg(tmp_path, [*FAST, *FAST_2D]))
+    assert dm.tile_shape == (76, 76)
+    with pytest.raises(ValueError, match="nearest valid"):
+        build(_cfg(tmp_path, [*FAST, *FAST_2D, "data.tile_shape=[77,77]"]))
+
+
+def test_auto_tile_fits_the_budget_and_the_images(tmp_path) -> None:
+    from unet.memory import estimate_memory
+    from unet.models import shapes
+
+    over = [*FAST, *FAST_2D[:-1], "model.net.base_features=8"]
+    _, lit, dm, _ = build(_cfg(tmp_path, [*over, "data.tile_memory_mib=4"]))
+    assert estimate_memory(lit.net, dm.tile_shape, 1, train=True) <= 4 * 2**20
+    assert all(o < 96 for o in dm.out_shape)  # the budget, not the image, limits this tile
+    for axis, p in enumerate(shapes.pooling_period(lit.net.levels)):  # and it is the largest that fits
+        grown = list(dm.tile_shape)
+        grown[axis] += p
+        assert estimate_memory(lit.net, grown, 1, train=True) > 0.9 * 4 * 2**20
+    # images are 96x96: a large budget gives a tile whose output just covers the image
+    _, lit, dm, _ = build(_cfg(tmp_path, [*over, "data.tile_memory_mib=4096"]))
+    assert all(96 <= o < 96 + p for o, p in zip(dm.out_shape, lit.net.pooling_period))
 
 
 def test_debug_and_search_groups_compose(tmp_path) -> None:
@@ -100,12 +184,34 @@ def test_debug_and_search_groups_compose(tmp_path) -> None:
 def test_fast_dev_run(tmp_path, dims: int, task: str) -> None:
     extra = FAST_2D if dims == 2 else [*FAST_3D, "model=unet3d", "data=synthetic3d"]
     cfg = _cfg(tmp_path, [*FAST, *extra, f"task={task}", "debug=default"])
-    train(cfg)
+    value = train(cfg)
+    assert value is not None and 0.0 <= value <= 1.0  # the task's validation metric was computed
+    assert not (tmp_path / "checkpoints").exists()  # debug writes nothing
 
 
 def test_bf16_mixed_on_cpu(tmp_path) -> None:
     cfg = _cfg(tmp_path, [*FAST, *FAST_2D, "debug=default", "trainer.precision=bf16-mixed"])
-    train(cfg)
+    _, model, dm, trainer = build(cfg)
+    assert trainer.precision == "bf16-mixed"
+    batch = next(iter(dm.train_dataloader()))
+    with trainer.precision_plugin.forward_context():
+        out = model(batch["image"])
+    assert out.dtype == torch.bfloat16  # convolutions really ran in bf16
+
+
+def test_precision_is_chosen_from_the_hardware(monkeypatch) -> None:
+    from unet import hardware
+
+    monkeypatch.setattr(hardware.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: True)
+    assert hardware.auto_precision("cpu") == hardware.auto_precision("auto") == "bf16-mixed"
+    assert "native bf16" in hardware.precision_reason("cpu", "bf16-mixed")
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: False)
+    assert hardware.auto_precision("auto") == "32-true"
+    assert "no native bf16" in hardware.precision_reason("auto", "32-true")
+    assert hardware.precision_reason("cpu", "bf16-mixed") == "bf16-mixed (as configured)"
+    monkeypatch.setattr(hardware.torch.cuda, "is_bf16_supported", lambda: False)
+    assert hardware.auto_precision("gpu") == "16-mixed"
 
 
 def test_device_augmentation_equals_worker_augmentation(tmp_path) -> None:
@@ -133,7 +239,8 @@ def test_exact_resume(tmp_path) -> None:
     common = [*FAST, *FAST_2D, "logger=csv", "trainer.log_every_n_steps=1", "data.tiles_per_epoch=3"]
     common += ["model.net.dropout=0.2", "model/optimizer=sgd", "model.optimizer.lr=0.001"]
     common += [
-        "model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.5}"
+        "~model.scheduler",
+        "+model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.5}",
     ]
     full = tmp_path / "full"
     train(_cfg(full, [*common, "trainer.max_epochs=2"]))
@@ -165,7 +272,7 @@ def test_finetune_reinitialises_head(tmp_path) -> None:
 def test_bad_config_errors_before_training(tmp_path) -> None:
     with pytest.raises(ValueError, match="nearest valid"):
         build(_cfg(tmp_path, [*FAST, *FAST_2D, "data.tile_shape=[77,77]"]))
-    with pytest.raises(ValueError, match="too small"):
+    with pytest.raises(ValueError, match="nearest valid shapes: none"):
         build(_cfg(tmp_path, [*FAST, *FAST_2D, "data.tile_shape=[20,20]"]))
     with pytest.raises(ValueError, match=r"3 spatial axes .* but the model is 2D"):
         build(_cfg(tmp_path, [*FAST, *FAST_3D, "data=synthetic3d"]))
@@ -174,7 +281,9 @@ def test_bad_config_errors_before_training(tmp_path) -> None:
     with pytest.raises(ValueError, match="train_dir"):
         build(_cfg(tmp_path, [*FAST, "data=folder"]))
     with pytest.raises(ValueError, match="no images"):
-        build(_cfg(tmp_path, [*FAST, "data=folder", f"data.source.train_dir={tmp_path}/nowhere"]))
+        build(
+            _cfg(tmp_path, [*FAST, "data=folder", f"data.train_dir={tmp_path}/nowhere", "data.num_folds=2"])
+        )
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -273,7 +382,7 @@ def test_validation_epoch_end_reduces_sums_and_counts_over_ranks(tmp_path, monke
     from types import SimpleNamespace
 
     _, model, _, _ = build(_cfg(tmp_path, [*FAST, *FAST_2D, "logger=csv"]))
-    other_rank = torch.tensor([1.0, 0.9, 0.2], dtype=torch.float64)  # count, sum of loss, sum of iou
+    other_rank = torch.tensor([1.0, 1.0, 0.9, 0.2], dtype=torch.float64)  # counts (loss, iou), sums
 
     def reduce(t, reduce_op):
         assert reduce_op == "sum"
@@ -283,6 +392,30 @@ def test_validation_epoch_end_reduces_sums_and_counts_over_ranks(tmp_path, monke
     monkeypatch.setattr(type(model), "trainer", property(lambda self: fake))
     logged = {}
     monkeypatch.setattr(model, "log", lambda name, value, **kw: logged.__setitem__(name, value))
-    model._val_sums, model._val_count = {"loss": 0.5, "iou": 1.3}, 2
+    model._val_sums, model._val_counts = {"loss": 0.5, "iou": 1.3}, {"loss": 2, "iou": 2}
     model.on_validation_epoch_end()
     assert logged == {"val/loss": pytest.approx(1.4 / 3), "val/iou": pytest.approx(1.5 / 3)}
+
+
+def test_exact_resume_from_a_mid_epoch_checkpoint(tmp_path) -> None:
+    """Interrupted after an arbitrary step (a checkpoint in the middle of epoch 1) and resumed == uninterrupted."""
+    common = [*FAST, *FAST_2D, "logger=csv", "trainer.log_every_n_steps=1", "data.tiles_per_epoch=3"]
+    common += ["model.net.dropout=0.2", "model/optimizer=sgd", "model.optimizer.lr=0.001", "model.scheduler=null"]
+    every_step = [
+        "+callbacks.every_step._target_=lightning.pytorch.callbacks.ModelCheckpoint",
+        "+callbacks.every_step.every_n_train_steps=1",
+        "+callbacks.every_step.save_top_k=-1",
+        f"+callbacks.every_step.dirpath={tmp_path}/part/steps",
+    ]
+    full = tmp_path / "full"
+    train(_cfg(full, [*common, "trainer.max_epochs=2"]))
+    part = tmp_path / "part"
+    train(_cfg(part, [*common, *every_step, "trainer.max_epochs=2"]))
+    ckpt = part / "steps" / "epoch=1-step=4.ckpt"  # epoch 1 (0-based), 1 of its 3 batches done
+    assert ckpt.exists(), sorted(p.name for p in (part / "steps").iterdir())
+    resumed = tmp_path / "resumed"
+    train(_cfg(resumed, [*common, "trainer.max_epochs=2", f"ckpt_path='{ckpt}'"]))  # quoted: '=' in the name
+    a = dict(_losses(full))
+    b = dict(_losses(resumed))
+    assert sorted(b) == [4, 5]  # only the steps after the checkpoint were run again
+    assert [b[s] for s in (4, 5)] == pytest.approx([a[s] for s in (4, 5)], rel=1e-6, abs=1e-7)

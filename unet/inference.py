@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from unet.checkpoint import load_project_checkpoint
 from unet.data.preprocess import normalize, resize, scale_factors, scaled_shape
 from unet.models.unet import UNet
 from unet.tasks import task_from_config
@@ -56,9 +57,7 @@ class ModelCard:
 
 def load_model(ckpt_path: str, map_location: str | torch.device = "cpu") -> tuple[UNet, Any, ModelCard]:
     """Rebuild (net, task, card) from a checkpoint written by training; no model flags needed."""
-    ckpt = torch.load(ckpt_path, map_location=map_location, weights_only=False)
-    if "unet_card" not in ckpt:
-        raise ValueError(f"{ckpt_path}: not a checkpoint of this project (no 'unet_card' entry)")
+    ckpt = load_project_checkpoint(ckpt_path, map_location)
     card = ModelCard.from_dict(ckpt["unet_card"])
     net = UNet(**card.net)
     state = {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}

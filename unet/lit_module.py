@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -11,6 +13,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from unet.checkpoint import load_project_checkpoint
 from unet.data.preprocess import resize
 from unet.inference import ModelCard, softmax
 from unet.losses import weighted_cross_entropy
@@ -28,7 +31,8 @@ class LitUNet(L.LightningModule):
         net: the network.
         task: :class:`unet.tasks.SegmentationTask` or ``DetectionTask``.
         optimizer: partial optimizer (``_partial_: true`` in Hydra), completed with the parameters.
-        scheduler: optional partial LR scheduler, stepped per epoch.
+        scheduler: optional partial LR scheduler, stepped per epoch (``ReduceLROnPlateau`` on the task's
+            monitor).
         element_size: the model's element size (µm; images are rescaled to it), None = as they are.
         normalization: intensity normalisation stored with the model.
         val_tile_shape: tile shape for whole-image validation (None: the largest that fits val_memory_mib).
@@ -75,7 +79,7 @@ class LitUNet(L.LightningModule):
 
     def init_weights_from(self, path: str) -> None:
         """Load network weights; skip tensors whose shape differs (new head / new input channels)."""
-        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        state = load_project_checkpoint(path)["state_dict"]
         own = self.state_dict()
         loaded, skipped = {}, []
         for k, v in state.items():
@@ -108,15 +112,20 @@ class LitUNet(L.LightningModule):
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)},
-        }
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        config: dict[str, Any] = {"scheduler": scheduler, "interval": "epoch"}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = self.task.monitor  # a plateau of the task's validation metric
+            config["strict"] = False  # epochs without validation (check_val_every_n_epoch) skip the step
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def on_fit_start(self) -> None:
+        self._fit_start = time.monotonic()
 
     # validation on whole images, through the prediction path ---------------------------------------------
     def on_validation_epoch_start(self) -> None:
         self._val_sums: dict[str, float] = {}
-        self._val_count = 0
+        self._val_counts: dict[str, int] = {}
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         index, counted = batch  # (image index, counted): repeats that pad DDP ranks are not counted
@@ -139,27 +148,35 @@ class LitUNet(L.LightningModule):
         probs_own = resize(probs, item.image.shape[1:], antialias=False)
         scores = {"loss": float(loss), **self.task.score(probs_own, item.annotation)}
         # every rank scores the same number of images (repeats included), so the keys agree across ranks
+        # NaN scores (e.g. IoU of an image without annotated objects) are left out of that key's mean
         for k, v in scores.items():
-            self._val_sums[k] = self._val_sums.get(k, 0.0) + (float(v) if counted else 0.0)
-        self._val_count += int(bool(counted))
+            use = bool(counted) and math.isfinite(float(v))
+            self._val_sums[k] = self._val_sums.get(k, 0.0) + (float(v) if use else 0.0)
+            self._val_counts[k] = self._val_counts.get(k, 0) + int(use)
         if batch_idx == 0 and self.log_images:
             self._log_panels(prepared, probs)
 
     def on_validation_epoch_end(self) -> None:
-        """Exact means over the validation images: sums and counts reduced over ranks, repeats left out."""
+        """Exact means over the validation images: sums and counts reduced over ranks, repeats left out;
+        per key, NaN scores are left out (a key with no finite score logs NaN)."""
         if not self._val_sums:
             return
         keys = list(self._val_sums)
-        totals = torch.tensor([self._val_count, *(self._val_sums[k] for k in keys)], dtype=torch.float64)
+        totals = torch.tensor(
+            [*(self._val_counts[k] for k in keys), *(self._val_sums[k] for k in keys)], dtype=torch.float64
+        )
         if self.trainer.world_size > 1:
             # reduced where the process group lives (NCCL: GPU); MPS has no float64
             dtype = torch.float32 if self.device.type == "mps" else torch.float64
             totals = (
                 self.trainer.strategy.reduce(totals.to(self.device, dtype), reduce_op="sum").cpu().double()
             )
-        count = max(float(totals[0]), 1.0)
-        for k, total in zip(keys, totals[1:].tolist(), strict=True):
-            self.log(f"val/{k}", total / count, prog_bar=k in ("iou", "f1"), sync_dist=False)
+        counts, sums = totals[: len(keys)].tolist(), totals[len(keys) :].tolist()
+        if hasattr(self, "_fit_start"):  # wall time to this validation: quality against time in TensorBoard
+            self.log("time/minutes", (time.monotonic() - self._fit_start) / 60, sync_dist=False)
+        for k, count, total in zip(keys, counts, sums, strict=True):
+            value = total / count if count else float("nan")
+            self.log(f"val/{k}", value, prog_bar=k in ("iou", "f1"), sync_dist=False)
 
     def _val_tile(self, shape: Sequence[int]) -> tuple[int, ...]:
         """Largest validation tile that fits ``val_memory_mib`` (never larger than the image needs)."""
@@ -206,6 +223,12 @@ class LitUNet(L.LightningModule):
             checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # a checkpoint written in the middle of an epoch: the data module skips the batches already trained
+        progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
+        done = 0 if progress.get("is_last_batch", True) else int(progress["current"]["processed"])
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if done and hasattr(datamodule, "resume_mid_epoch"):
+            datamodule.resume_mid_epoch(done)
         states = checkpoint.get("rng_states")
         if states:
             torch.set_rng_state(states["torch"])

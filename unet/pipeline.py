@@ -12,11 +12,14 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate as _instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from unet.checkpoint import load_checkpoint, load_project_checkpoint
+from unet.data.preprocess import scale_factors
+from unet.hardware import precision_reason, register_resolvers
 from unet.inference import ModelCard
-from unet.models import shapes
 from unet.models.unet import UNet
 
 log = logging.getLogger(__name__)
+register_resolvers()  # ${unet.precision:...} in conf/trainer
 
 
 def instantiate(node: Any, *args: Any, **kwargs: Any) -> Any:
@@ -72,18 +75,7 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any, Any]:
         element_size=element_size,
         **OmegaConf.to_container(OmegaConf.create(dict(model_kwargs)), resolve=True),
     )
-    tile = tuple(datamodule.tile_shape)
-    if len(tile) != net.spatial_dims:
-        raise ValueError(
-            f"data.tile_shape {list(tile)} has {len(tile)} axes but the model is {net.spatial_dims}D "
-            f"(model=unet{len(tile)}d?)"
-        )
-    minimum = shapes.min_input_shape(net.levels)
-    if any(t < m for t, m in zip(tile, minimum)):
-        raise ValueError(
-            f"data.tile_shape {list(tile)} is too small for this network: at least {list(minimum)}"
-        )
-    datamodule.attach(task, net.levels, model.element_size, model.normalization, net.in_channels)
+    datamodule.attach(task, net.levels, model.element_size, model.normalization, net.in_channels, net=net)
     datamodule.setup("fit")
     # every image's dimensionality and channels were checked by datamodule.setup, naming the file
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
@@ -97,9 +89,7 @@ def _pretrained_card(path: str | None) -> ModelCard | None:
         return None
     if not Path(path).is_file():
         raise ValueError(f"model.init_from: no checkpoint at {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if "unet_card" not in ckpt:
-        raise ValueError(f"{path}: not a checkpoint of this project (no 'unet_card' entry)")
+    ckpt = load_project_checkpoint(path)
     return ModelCard.from_dict(ckpt["unet_card"])
 
 
@@ -109,7 +99,9 @@ def _get_class(path: str) -> type:
     return get_class(path)
 
 
-def summary(model: Any, datamodule: Any, trainer: Any) -> str:
+def summary(
+    model: Any, datamodule: Any, trainer: Any, accelerator: str = "auto", max_time: Any = None
+) -> str:
     net = model.net
     n_params = sum(p.numel() for p in net.parameters())
     lines = [
@@ -119,11 +111,26 @@ def summary(model: Any, datamodule: Any, trainer: Any) -> str:
         f"data        {len(datamodule.train_images)} train / {len(datamodule.val_images)} val images, "
         f"tile {list(datamodule.tile_shape)} -> {list(datamodule.out_shape)}, batch {datamodule.batch_size}, "
         f"{datamodule.tiles_per_epoch} tiles/epoch",
-        f"trainer     {trainer.max_epochs} epochs, precision {trainer.precision}, "
+        f"rescale     {_rescaling(datamodule, model.element_size)}",
+        f"trainer     up to {trainer.max_epochs} epochs"
+        + (f" or {max_time}" if max_time else "")
+        + f", precision {precision_reason(accelerator, str(trainer.precision))}, "
         f"{trainer.world_size} process(es) on {type(trainer.accelerator).__name__}",
         f"output      {trainer.default_root_dir}",
     ]
     return "\n".join(lines)
+
+
+def _rescaling(datamodule: Any, model_element_size: Any) -> str:
+    """How images are rescaled to the model's element size (Falk M5), for the run summary."""
+    factors = {}
+    for p in datamodule.train_images + datamodule.val_images:
+        f = scale_factors(p.item.element_size, model_element_size)
+        key = "none" if f is None else "x".join(f"{v:.3g}" for v in f)
+        factors[key] = factors.get(key, 0) + 1
+    if set(factors) == {"none"}:
+        return "none (images are at the model's element size)"
+    return ", ".join(f"{k} ({n} images)" if k != "none" else f"none ({n} images)" for k, n in factors.items())
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -131,12 +138,24 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path:
+        load_checkpoint(ckpt_path)  # missing, truncated or unsafe: a clear error before anything is prepared
     _task, model, datamodule, trainer = build(cfg)
     if trainer.is_global_zero:
-        log.info("run summary\n%s", summary(model, datamodule, trainer))
+        log.info(
+            "run summary\n%s",
+            summary(
+                model,
+                datamodule,
+                trainer,
+                str(cfg.trainer.get("accelerator")),
+                cfg.trainer.get("max_time"),
+            ),
+        )
     if trainer.logger is not None:
         trainer.logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     value = _best_metric(trainer, cfg.get("optimized_metric"))
     if trainer.is_global_zero:
         ckpt = trainer.checkpoint_callback

@@ -68,6 +68,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from unet import postprocess
 from unet.data import io
 from unet.data.preprocess import scale_factors, scaled_shape
+from unet.hardware import check_device, default_tile_budget_mib
 from unet.inference import ModelCard, load_model, predict_image
 from unet.memory import tile_shape_for_budget
 from unet.models import shapes
@@ -108,6 +109,20 @@ DEFAULT_OUT_OF_CORE_BUDGET_MIB = 1024.0
 #: Smallest block (bytes) of the streaming min/max pass.
 MIN_STREAM_BLOCK_BYTES = 256 * 1024
 _STEM_SUFFIXES = tuple(sorted({".ome.tif", ".ome.tiff", *INPUT_SUFFIXES}, key=len, reverse=True))
+
+
+class PredictionFailed(RuntimeError):
+    """Some images could not be predicted; every other image was. ``failures``: (path, reason) per image;
+    ``summary``: the rows of the images that were predicted (as in ``summary.csv``)."""
+
+    def __init__(self, failures: Sequence[tuple[Path, str]], summary: list[dict[str, Any]]) -> None:
+        self.failures = list(failures)
+        self.summary = summary
+        lines = [f"  {p}: {reason}" for p, reason in self.failures]
+        super().__init__(
+            f"{len(self.failures)} image(s) could not be predicted ({len(summary)} were):\n"
+            + "\n".join(lines)
+        )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -515,6 +530,7 @@ def predict_files(
     overwrite: bool = False,
     out_of_core_mib: float = 1024.0,
     progress: bool = True,
+    fail_fast: bool = False,
 ) -> list[dict[str, Any]]:
     """Predict image files with a checkpoint and write labels, ROIs, points, measurements and a summary.
 
@@ -526,7 +542,9 @@ def predict_files(
         output_dir: Output directory (created).
         tile_shape: Network input tile (a valid shape); default: from ``memory_budget_mib``.
         memory_budget_mib: Memory for one forward pass of ``batch_size`` tiles; the largest valid tile that
-            fits is used. Default (with ``tile_shape`` None): one tile per in-memory image.
+            fits is used. Default (with ``tile_shape`` None): from the machine
+            (:func:`unet.hardware.default_tile_budget_mib`: half the free GPU memory, or an eighth of the
+            available RAM up to 1 GiB on a CPU), so peak memory does not grow with the tile.
         batch_size: Tiles per forward pass.
         tta: Test-time augmentation, ``"none"``, ``"flips"`` or ``"d4"``.
         device: Where the network runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
@@ -534,15 +552,19 @@ def predict_files(
         overwrite: Recompute images whose outputs are all present.
         out_of_core_mib: Images whose float32 probabilities exceed this many MiB are predicted out of core.
         progress: Show tqdm progress bars (images and tiles).
+        fail_fast: Stop at the first image that fails; by default every other image is still predicted and
+            :class:`PredictionFailed` lists the failures at the end.
 
     Returns:
-        The summary rows (as written to ``summary.csv``), one per input in input order.
+        The summary rows (as written to ``summary.csv``), one per predicted input in input order.
 
     Raises:
         FileNotFoundError: Checkpoint or input missing (before anything is predicted).
-        DataFileError: Unreadable or unsupported input (before anything is predicted).
-        ValueError: Invalid option, or an image the model cannot be applied to (wrong channels or
-            dimensionality; out-of-core image at another element size).
+        DataFileError: A directory without images or an unsupported input file (before anything is
+            predicted).
+        ValueError: Invalid option or device, or (with ``fail_fast``) an image the model cannot be applied to.
+        PredictionFailed: After predicting every good image, when some could not be read or predicted (wrong
+            channels or dimensionality, unreadable, disk full...); lists each with its reason.
     """
     ckpt = Path(ckpt_path)
     if not ckpt.is_file():
@@ -557,16 +579,35 @@ def predict_files(
         raise ValueError(f"out_of_core_mib must be >= 0, got {out_of_core_mib}")
     out_dir = Path(output_dir)
     paths = list_inputs(inputs, out_dir)
-    dev = torch.device(device)
+    dev = check_device(device)
     net, task, card = load_model(str(ckpt), map_location="cpu")
     net.to(dev)
     if tile_shape is not None:
         shapes.output_shape(net.levels, tuple(int(t) for t in tile_shape))  # ValueError names valid shapes
+    elif memory_budget_mib is None:
+        memory_budget_mib = default_tile_budget_mib(dev)
+        log.info(
+            "tile memory budget %.0f MiB (from this machine; memory_budget_mib= overrides)", memory_budget_mib
+        )
     ooc_bytes = float(out_of_core_mib) * _MIB
-    jobs = [_plan_job(p, net, card, task, out_dir, element_size, ooc_bytes) for p in paths]
-    for job in jobs:  # the grid the network runs on: the model's element size, else the image's
-        check_tta(tta, card.element_size or job.element_size, str(job.path))
+    failures: list[tuple[Path, str]] = []
+    jobs = []
+    for p in paths:  # every input is opened and checked before anything is predicted
+        try:
+            job = _plan_job(p, net, card, task, out_dir, element_size, ooc_bytes)
+            # the grid the network runs on: the model's element size, else the image's
+            check_tta(tta, card.element_size or job.element_size, str(job.path))
+            jobs.append(job)
+        except (ValueError, OSError) as e:
+            if fail_fast:
+                raise
+            log.error("%s: skipped: %s", p, e)
+            failures.append((p, _reason(e, p)))
     out_dir.mkdir(parents=True, exist_ok=True)
+    for job in jobs:  # hidden temporaries a killed run left behind
+        names = [f"{job.name}{suffix}" for suffix in OUTPUT_SUFFIXES.values()]
+        for stale in io.clean_stale_temporaries(out_dir, names):
+            log.info("removed %s (left by an interrupted run)", stale)
     log.info(
         "%d image(s), %s model (%d class(es)), %d out of core -> %s",
         len(jobs),
@@ -578,6 +619,7 @@ def predict_files(
     choose_tile = _TileChooser(net, card, tile_shape, memory_budget_mib, int(batch_size), dev)
     block_bytes = min(max(ooc_bytes / 8, MIN_STREAM_BLOCK_BYTES), 256 * _MIB)
     rows_per_image: dict[str, list[dict[str, Any]]] = {}
+    jobs_failed: set[str] = set()
     redirect = logging_redirect_tqdm() if progress else contextlib.nullcontext()
     with redirect:
         for job in tqdm(jobs, desc="images", unit="image", disable=not progress):
@@ -587,14 +629,23 @@ def predict_files(
                     rows_per_image[job.name] = io.read_csv(job.outputs["objects"])
                 continue
             opts = {"batch_size": int(batch_size), "tta": tta, "device": dev, "progress": progress}
-            if job.out_of_core:
-                _predict_out_of_core(job, net, card, choose_tile, block_bytes=block_bytes, **opts)
-            else:
-                rows_per_image[job.name] = _predict_in_memory(job, net, task, card, choose_tile, **opts)
+            try:
+                if job.out_of_core:
+                    _predict_out_of_core(job, net, card, choose_tile, block_bytes=block_bytes, **opts)
+                else:
+                    rows_per_image[job.name] = _predict_in_memory(job, net, task, card, choose_tile, **opts)
+            except (ValueError, OSError, RuntimeError) as e:
+                if fail_fast:
+                    raise
+                log.error("%s: failed: %s", job.path, e)
+                failures.append((job.path, _reason(e, job.path)))
+                jobs_failed.add(job.name)
 
     in_memory = {row["image"]: row for row in postprocess.summarize(rows_per_image)}
     summary: list[dict[str, Any]] = []
     for job in jobs:
+        if job.name in jobs_failed:
+            continue
         row = dict(in_memory.get(job.name, {"image": job.name, "count": None}))
         row["probabilities"] = job.probabilities.name
         summary.append(row)
@@ -602,7 +653,18 @@ def predict_files(
     for row in summary:
         fields += [k for k in row if k not in fields and k != "probabilities"]
     io.write_csv(out_dir / SUMMARY_NAME, summary, fieldnames=[*fields, "probabilities"])
+    if failures:
+        raise PredictionFailed(failures, summary)
     return summary
+
+
+def _reason(e: BaseException, path: Path) -> str:
+    """The error message without the path it would repeat."""
+    text = str(e)
+    for prefix in (f"{path}: ", f"{path.resolve()}: "):
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -652,6 +714,7 @@ _CONFIG_KEYS = {
     "overwrite": "overwrite",
     "out_of_core_mib": "out_of_core_mib",
     "progress": "progress",
+    "fail_fast": "fail_fast",
 }
 
 

@@ -91,9 +91,11 @@ class SegmentationTask:
         if ann.ignore is not None:
             pred = np.where(ann.ignore, 0, pred)
         iou = metrics.object_iou(gt, pred)
+        if not iou.n_gt:
+            return empty_image_scores(iou.n_pred)
         m = metrics.matching_scores(gt, pred, thresholds=(0.5,))
         return {
-            "iou": float(iou.mean_iou) if iou.n_gt else float(iou.n_pred == 0),
+            "iou": float(iou.mean_iou),
             "f1": float(m.f1[0]),
             "precision": float(m.precision[0]),
             "recall": float(m.recall[0]),
@@ -162,6 +164,8 @@ class DetectionTask:
         pred = self.objects(probabilities)
         gt = self.ground_truth(ann)
         r = metrics.detection_f1(gt, pred, self.d_match)
+        if not len(gt):
+            return {**empty_image_scores(len(pred)), "count_error": float(len(pred))}
         return {
             "f1": float(r.f1),
             "precision": float(r.precision),
@@ -171,6 +175,19 @@ class DetectionTask:
 
     def config(self) -> dict:
         return {"name": self.name, **asdict(self)}
+
+
+def empty_image_scores(n_pred: int) -> dict[str, float]:
+    """Validation scores of an image without annotated objects.
+
+    Object IoU (M6.1, a mean over annotated objects) and recall have no terms: NaN, left out of the
+    validation means. Predicting nothing there is not rewarded (F1/precision NaN, not 1), but every
+    predicted object is a false positive (F1 and precision 0). A validation set with no annotated object at
+    all is refused before training (:meth:`unet.data.datamodule.UNetDataModule.setup`).
+    """
+    nan = float("nan")
+    hit = 0.0 if n_pred else nan
+    return {"iou": nan, "f1": hit, "precision": hit, "recall": nan}
 
 
 TASKS = {"segmentation": SegmentationTask, "detection": DetectionTask}

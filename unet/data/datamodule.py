@@ -9,25 +9,47 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
 from unet.data.augment import AugmentParams
 from unet.data.dataset import IndexDataset, PreparedImage, TileDataset, TileKeySampler, warp_batch
 from unet.data.preprocess import normalize, resize, scale_factors, scale_points, scaled_shape
 from unet.data.sampling import TileSampler, worker_seed
-from unet.data.sources import Annotation, Item, split_items
+from unet.data.sources import Annotation, FolderSource, Item, split_items
+from unet.memory import tile_shape_for_budget
 from unet.models import shapes
 
 log = logging.getLogger(__name__)
 
 
 def to_model_grid(
-    item: Item, task: Any, model_element_size: Sequence[float] | None, normalization: str
+    item: Item,
+    task: Any,
+    model_element_size: Sequence[float] | None,
+    normalization: str,
+    max_rescale: float = 8.0,
 ) -> PreparedImage:
-    """Normalise (M4), rescale to the model's element size (M5) and compute targets/weights/pdf (M2, M3)."""
+    """Normalise (M4), rescale to the model's element size (M5) and compute targets/weights/pdf (M2, M3).
+
+    Raises ValueError naming the image if it holds NaN/inf, or if the rescaling factor on some axis is beyond
+    ``max_rescale`` either way (an element size that is probably wrong: 16x coarser data takes 256x the
+    memory in 2D, 1/1000 shrinks an image to a pixel).
+    """
+    name = item.meta.get("path", item.name)
+    if not np.isfinite(item.image).all():
+        bad = int(np.size(item.image) - np.isfinite(item.image).sum())
+        raise ValueError(f"{name}: {bad} NaN or infinite pixel value(s); fix or mask them before training")
+    factors = scale_factors(item.element_size, model_element_size)
+    if factors is not None and any(f > max_rescale or f < 1 / max_rescale for f in factors):
+        raise ValueError(
+            f"{name}: element size {tuple(item.element_size)} µm against the model's "
+            f"{tuple(model_element_size)}"
+            f" means rescaling by {tuple(round(f, 4) for f in factors)}, beyond {max_rescale:g}x either way; "
+            "check data.element_size / model.element_size, or allow it with data.max_rescale=<factor>"
+        )
     image = normalize(item.image, normalization)
     shape = image.shape[1:]
-    factors = scale_factors(item.element_size, model_element_size)
     new_shape = scaled_shape(shape, factors)
     ann = item.annotation
     if new_shape != tuple(shape):
@@ -42,7 +64,6 @@ def to_model_grid(
             class_of_instance=ann.class_of_instance,
         )
     es = model_element_size if model_element_size is not None else item.element_size
-    name = item.meta.get("path", item.name)
     try:
         target, weights, pdf = task.targets(ann, new_shape, es)
     except ValueError as e:
@@ -62,34 +83,53 @@ class UNetDataModule(L.LightningDataModule):
 
     Args:
         source: where items come from (:class:`unet.data.sources.SyntheticSource`, ``FolderSource``...).
-        tile_shape: network input tile shape for training (must be valid for the model).
+        tile_shape: network input tile shape for training (must be valid for the model); None: the largest
+            valid tile whose training step fits ``tile_memory_mib`` (never larger than the largest training
+            image needs), chosen when the network is known (:meth:`attach`).
+        tile_memory_mib: memory budget of one training step for the automatic tile (the estimate of
+            :func:`unet.memory.estimate_memory`); on a CPU it also sets the time per step.
         batch_size: tiles per training step (the paper: 1 large tile).
         tiles_per_epoch: training tiles per epoch (over all ranks).
         augment: :class:`AugmentParams` fields (rotation_range, flips, elastic_std, ...).
         augment_on: "worker" (CPU, in the DataLoader) or "device" (batched on the training device).
         num_workers: DataLoader worker processes.
         num_folds / fold: cross-validation over the source's training items (None = use its val items).
+        max_rescale: largest zoom (either way) from an image's element size to the model's (Falk M5).
         seed: tiles, folds and augmentation derive from it.
     """
 
     def __init__(
         self,
         source: Any,
-        tile_shape: Sequence[int],
+        tile_shape: Sequence[int] | None = None,
+        tile_memory_mib: float = 256,
         batch_size: int = 1,
-        tiles_per_epoch: int = 100,
+        tiles_per_epoch: int = 50,
         augment: dict | AugmentParams | None = None,
         augment_on: str = "worker",
         num_workers: int = 0,
         num_folds: int | None = None,
         fold: int = 0,
+        max_rescale: float = 8.0,
         seed: int = 0,
     ) -> None:
         super().__init__()
+        _check_number("data.tile_memory_mib", tile_memory_mib, float, minimum=1)
+        _check_number("data.batch_size", batch_size, int, minimum=1)
+        _check_number("data.tiles_per_epoch", tiles_per_epoch, int, minimum=1)
+        _check_number("data.num_workers", num_workers, int, minimum=0)
+        _check_number("data.max_rescale", max_rescale, float, minimum=1)
+        if num_folds is not None:
+            _check_number("data.num_folds", num_folds, int, minimum=2)
+            _check_number("data.fold", fold, int, minimum=0)
+        self.max_rescale = float(max_rescale)
         if augment_on not in ("worker", "device"):
             raise ValueError(f"augment_on must be 'worker' or 'device', got {augment_on!r}")
         self.source = source
-        self.tile_shape = tuple(int(t) for t in tile_shape)
+        self.tile_shape = None if tile_shape is None else tuple(int(t) for t in tile_shape)
+        self.tile_memory_mib = float(tile_memory_mib)
+        self.out_shape: tuple[int, ...] | None = None
+        self.net: Any = None
         self.batch_size = batch_size
         self.tiles_per_epoch = tiles_per_epoch
         if augment is None:
@@ -103,6 +143,7 @@ class UNetDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.num_folds, self.fold, self.seed = num_folds, fold, seed
         self._items: tuple[list[Item], list[Item]] | None = None
+        self._resume_batches = 0  # batches of the current epoch already trained (mid-epoch resume)
         self.train_images: list[PreparedImage] = []
         self.val_images: list[PreparedImage] = []
         self.task: Any = None
@@ -111,6 +152,49 @@ class UNetDataModule(L.LightningDataModule):
         self.model_element_size: tuple[float, ...] | None = None
         self.normalization = "minmax"
 
+    @classmethod
+    def from_folders(
+        cls,
+        root: str | None = None,
+        train_dir: str | None = None,
+        val_dir: str | None = None,
+        spatial_dims: int = 2,
+        element_size: Sequence[float] | None = None,
+        channel_axis: int | None = None,
+        embedded: Any = None,
+        **kwargs: Any,
+    ) -> UNetDataModule:
+        """The data module over the user's folders (``data=folder``, ``data=brightfield``).
+
+        Args:
+            root: a folder with ``train/`` and ``val/`` (each as ``train_dir``), or with ``images/`` itself
+                (cross-validation: ``num_folds``).
+            train_dir / val_dir: folders with ``images/`` and ``labels/`` (or ``masks/``, ``points/``,
+                ``rois/``).
+            spatial_dims, element_size, channel_axis: see :class:`unet.data.sources.FolderSource`.
+            embedded: the source used when no folder is given (the setup's embedded default); None: a folder
+                is required.
+            **kwargs: :class:`UNetDataModule` arguments.
+        """
+        if root is None and train_dir is None and embedded is not None:
+            log.warning(
+                "no data.root or data.train_dir given: training on the embedded default, %s. "
+                "Train on your own data with data.root=<dir with train/ and val/> or "
+                "data.train_dir=<dir> data.val_dir=<dir> (each with images/ and labels/)",
+                embedded.describe(),
+            )
+            return cls(embedded, **kwargs)
+        source = FolderSource.from_root(
+            root,
+            train_dir,
+            val_dir,
+            folds=bool(kwargs.get("num_folds")),
+            spatial_dims=spatial_dims,
+            element_size=element_size,
+            channel_axis=channel_axis,
+        )
+        return cls(source, **kwargs)
+
     def attach(
         self,
         task: Any,
@@ -118,15 +202,29 @@ class UNetDataModule(L.LightningDataModule):
         model_element_size: Sequence[float] | None,
         normalization: str,
         in_channels: int | None = None,
+        net: Any = None,
     ) -> None:
-        """What the data module needs to know about the model (called by the pipeline before fit)."""
-        self.task, self.levels, self.in_channels = task, levels, in_channels
+        """What the data module needs to know about the model (called by the pipeline before fit).
+
+        ``net`` (the :class:`unet.models.unet.UNet`) is needed to choose the tile when ``tile_shape`` is None.
+        """
+        self.task, self.levels, self.in_channels, self.net = task, levels, in_channels, net
         self.model_element_size = tuple(model_element_size) if model_element_size is not None else None
         self.normalization = normalization
-        try:
-            self.out_shape = shapes.output_shape(levels, self.tile_shape)
-        except ValueError as e:
-            raise ValueError(f"data.tile_shape: {e}") from e
+        if self.tile_shape is not None:
+            nd = len(levels[0].kernel)
+            if len(self.tile_shape) != nd:
+                raise ValueError(
+                    f"data.tile_shape {list(self.tile_shape)} has {len(self.tile_shape)} axes but the model "
+                    "is "
+                    f"{nd}D (model=unet{len(self.tile_shape)}d? or data.tile_shape=null to choose one)"
+                )
+            try:
+                self.out_shape = shapes.output_shape(levels, self.tile_shape)
+            except ValueError as e:
+                raise ValueError(f"data.tile_shape: {e}") from e
+        elif net is None:
+            raise ValueError("data.tile_shape=null needs the network to choose a tile (attach(..., net=...))")
         if normalization == "none" and self.augment.intensity_range > 0:
             raise ValueError(
                 "the intensity augmentation maps normalised [0, 1] intensities: use "
@@ -168,22 +266,40 @@ class UNetDataModule(L.LightningDataModule):
         train, val = self.items()
         if not train:
             raise ValueError("the data source has no training images")
-        self.train_images = [
-            to_model_grid(it, self.task, self.model_element_size, self.normalization) for it in train
-        ]
-        self.val_images = [
-            to_model_grid(it, self.task, self.model_element_size, self.normalization) for it in val
-        ]
+        if not val:
+            raise ValueError(
+                "no validation images: pass data.val_dir=<dir> (or a source with validation images), or use "
+                "cross-validation: data.num_folds=5 data.fold=0"
+            )
+        args = (self.task, self.model_element_size, self.normalization, self.max_rescale)
+        self.train_images = [to_model_grid(it, *args) for it in train]
+        self.val_images = [to_model_grid(it, *args) for it in val]
+        if not any((p.target > 0).any() for p in self.val_images):
+            raise ValueError(
+                f"no validation image has an annotated object ({_names(val)}): the validation "
+                "metrics would be undefined; check the annotation files"
+            )
+        nd = len(self.levels[0].kernel)
         for p in self.train_images + self.val_images:
             name = p.item.meta.get("path", p.item.name)
-            if p.image.ndim - 1 != len(self.tile_shape):
+            if p.image.ndim - 1 != nd:
                 raise ValueError(
-                    f"{name}: {p.image.ndim - 1}D image but the model is {len(self.tile_shape)}D"
+                    f"{name}: {p.image.ndim - 1}D image but the model is {nd}D "
+                    f"(model=unet{p.image.ndim - 1}d?)"
                 )
             if self.in_channels is not None and p.image.shape[0] != self.in_channels:
+                hint = ""
+                if nd == 2 and p.image.shape[0] > self.in_channels:
+                    hint = (
+                        " (a 3D stack? A 2D model reads its z-slices as channels: use model=unet3d for 3D "
+                        "data, or model.net.in_channels for multi-channel 2D images)"
+                    )
                 raise ValueError(
-                    f"{name}: {p.image.shape[0]} channel(s) but model.net.in_channels={self.in_channels}"
+                    f"{name}: {p.image.shape[0]} channel(s) but model.net.in_channels={self.in_channels}{hint}"
                 )
+        if self.tile_shape is None:
+            self.tile_shape = self.auto_tile_shape()
+            self.out_shape = shapes.output_shape(self.levels, self.tile_shape)
         log.info(
             "data: %d training / %d validation images; tile %s -> %s; %d tiles per epoch",
             len(self.train_images),
@@ -192,6 +308,25 @@ class UNetDataModule(L.LightningDataModule):
             self.out_shape,
             self.tiles_per_epoch,
         )
+
+    def auto_tile_shape(self) -> tuple[int, ...]:
+        """The largest valid training tile within ``tile_memory_mib``, no larger than the largest training
+        image (on the model's grid) plus the network's halo needs: every output pixel of a tile then lies
+        on an image (smaller images are mirrored, as in prediction)."""
+        halo = shapes.halo(self.levels)
+        largest = np.max([p.image.shape[1:] for p in self.train_images], axis=0)
+        try:
+            return tile_shape_for_budget(
+                self.net,
+                int(self.tile_memory_mib * 2**20),
+                batch_size=self.batch_size,
+                train=True,
+                max_shape=tuple(int(s) + 2 * h for s, h in zip(largest, halo)),
+                element_size=self.model_element_size,
+                measure=False,
+            )
+        except ValueError as e:
+            raise ValueError(f"data.tile_memory_mib={self.tile_memory_mib:g}: {e}") from e
 
     def _rank(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
@@ -210,11 +345,19 @@ class UNetDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=TileKeySampler(self.tiles_per_epoch, rank, world),
+            sampler=TileKeySampler(self.tiles_per_epoch, rank, world, skip=self._resume_batches * self.batch_size),
             num_workers=self.num_workers,
             worker_init_fn=_seed_worker,
             persistent_workers=False,
+            # the loader's own generator: creating its iterator must not draw from the global torch RNG,
+            # whose state (dropout masks) a checkpoint restores exactly, also in the middle of an epoch
+            generator=torch.Generator().manual_seed(int(self.seed)),
         )
+
+    def resume_mid_epoch(self, batches_done: int) -> None:
+        """Resuming from a checkpoint written ``batches_done`` batches into an epoch: the next epoch's loader
+        starts after them (keys are a pure function of (seed, epoch, index), so nothing else is needed)."""
+        self._resume_batches = int(batches_done)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """augment_on="device": warp the batch of crops on the training device (one grid_sample)."""
@@ -230,6 +373,21 @@ class UNetDataModule(L.LightningDataModule):
         n = len(self.val_images)
         padded = [(i % n, i < n) for i in range(-(-n // world) * world)] if n else []
         return DataLoader(IndexDataset(padded[rank::world]), batch_size=None)
+
+
+def _names(items: Sequence[Item], n: int = 3) -> str:
+    names = [str(it.meta.get("path", it.name)) for it in items[:n]]
+    return ", ".join(names) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def _check_number(key: str, value: Any, kind: type, minimum: float) -> None:
+    """A config number of the right type and range, or a ValueError naming the key (before any work)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok and kind is int:
+        ok = float(value).is_integer()
+    if not ok or value < minimum:
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"{key}={value!r}: expected {what} >= {minimum:g}")
 
 
 def _seed_worker(worker_id: int) -> None:

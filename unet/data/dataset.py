@@ -6,10 +6,12 @@ augmentation are drawn from ``np.random.default_rng([seed, key])``. Tiles theref
 the number of DataLoader workers or DDP ranks, and a resumed run sees exactly the tiles the
 uninterrupted run would have seen.
 
-A tile is first cut out as a mirrored *crop* around its centre, large enough for any rotation and
-elastic displacement, together with its drawn transform. The warp (one ``grid_sample`` for image,
-target and weights) then runs either in the DataLoader worker or on the training device in a batch
-(``augment_on="device"``), with the same function and the same result.
+The warp is one ``grid_sample`` for image, target and weights with a mirrored (reflection) look-up. In
+the DataLoader worker (``augment_on="worker"``) it samples the whole prepared image directly, so its cost
+is that of the tile, not of the region the tile may reach. For ``augment_on="device"`` the worker cuts a
+mirrored *crop* around the centre, large enough for any rotation and elastic displacement, and the warp
+runs batched on the training device; both give the same tiles (reflection about pixel centres commutes
+with the interpolation, tested).
 """
 
 from __future__ import annotations
@@ -101,16 +103,22 @@ class TileDataset(Dataset):
         # training set is as likely as in one big pdf over all images
         mass = np.array([p.mass for p in self.images], dtype=np.float64)
         self.image_p = mass / mass.sum()
+        # the worker warps straight from the whole images: tensors made once (targets as float32 for the
+        # nearest-neighbour grid_sample, so no full-size conversion per tile)
+        self._tensors: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
 
     def __len__(self) -> int:  # keys are unbounded; the sampler decides how many
         return 2**62
 
     def __getitem__(self, key: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, int(key)])
-        prepared = self.images[int(rng.choice(len(self.images), p=self.image_p))]
+        index = int(rng.choice(len(self.images), p=self.image_p))
+        prepared = self.images[index]
         centre = prepared.sampler.sample(1, rng)[0]
         n_channels = prepared.image.shape[0]
         transform = random_transform(self.augment, 1, self.in_shape, rng, n_channels=n_channels)
+        if self.warp:
+            return self._warp_from_image(index, centre, transform)
         starts = [int(c) - m for c, m in zip(centre, self.margin)]
         lengths = [2 * m + 1 for m in self.margin]
         crop = {
@@ -124,11 +132,28 @@ class TileDataset(Dataset):
             crop["displacement"] = torch.from_numpy(transform.displacement)
         if transform.intensity is not None:
             crop["intensity"] = torch.from_numpy(transform.intensity)
-        if not self.warp:
-            return {k: v[0] if k in _TRANSFORM_KEYS else v for k, v in crop.items()}
-        batch = {k: v if k in _TRANSFORM_KEYS else v[None] for k, v in crop.items()}
-        tiles = warp_batch(batch, self.in_shape, self.out_shape, self.augment.interpolation)
-        return {k: v[0] for k, v in tiles.items()}
+        return {k: v[0] if k in _TRANSFORM_KEYS else v for k, v in crop.items()}
+
+    def _warp_from_image(
+        self, index: int, centre: Sequence[int], transform: TileTransform
+    ) -> dict[str, torch.Tensor]:
+        if self._tensors is None:
+            self._tensors = [
+                (
+                    torch.from_numpy(np.ascontiguousarray(p.image, np.float32)),
+                    torch.from_numpy(p.target.astype(np.float32)),
+                    torch.from_numpy(np.ascontiguousarray(p.weights, np.float32)),
+                )
+                for p in self.images
+            ]
+        image, target, weights = self._tensors[index]
+        grid = sampling_grid(np.asarray([centre]), self.in_shape, transform, tuple(image.shape[1:]))
+        img, tgt, w = warp_tiles(
+            image, target, weights, grid, self.out_shape, interpolation=self.augment.interpolation
+        )
+        if transform.intensity is not None:
+            img = intensity_curve(img, transform.intensity)
+        return {"image": img[0], "target": tgt[0], "weights": w[0]}
 
 
 _TRANSFORM_KEYS = ("angles", "flips", "displacement", "intensity")
@@ -173,19 +198,24 @@ class TileKeySampler(Sampler[int]):
     run the same number of steps and DDP's gradient synchronisation never waits for a missing rank.
 
     Lightning calls :meth:`set_epoch` before each epoch (run it with ``use_distributed_sampler=False``).
+    ``skip`` drops the first keys of the next epoch iterated: a run resumed from a mid-epoch checkpoint
+    continues with exactly the tiles the uninterrupted run would have drawn.
     """
 
-    def __init__(self, tiles_per_epoch: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, tiles_per_epoch: int, rank: int = 0, world_size: int = 1, skip: int = 0) -> None:
         self.tiles_per_epoch = int(tiles_per_epoch)
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self.skip = int(skip)  # keys of the first epoch iterated that were already trained on (mid-epoch resume)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[int]:
         base, n = self.epoch * self.tiles_per_epoch, self.tiles_per_epoch
-        return iter(base + (i * self.world_size + self.rank) % n for i in range(len(self)))
+        skip, self.skip = self.skip, 0
+        # __len__ stays the full epoch: Lightning counts the resumed epoch's batches from where it stopped
+        return iter(base + (i * self.world_size + self.rank) % n for i in range(skip, len(self)))
 
     def __len__(self) -> int:
         return -(-self.tiles_per_epoch // self.world_size)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from unet.data import io
-from unet.data.synthetic import synthetic_cells
+from unet.data.synthetic import synthetic_brightfield, synthetic_cells
 from unet.postprocess import label_centroids
 
 log = logging.getLogger(__name__)
@@ -69,15 +69,17 @@ def split_items(items: Sequence[Item], num_folds: int, fold: int, seed: int) -> 
 
 
 class SyntheticSource:
-    """Synthetic cells made in code (see :func:`unet.data.synthetic.synthetic_cells`).
+    """Synthetic cells made in code (:func:`unet.data.synthetic.synthetic_cells` or
+    :func:`unet.data.synthetic.synthetic_brightfield`).
 
     Args:
+        modality: "fluorescence" (2D or 3D) or "brightfield" (3D widefield stacks of phase objects).
         spatial_dims: 2 or 3.
         shape: spatial image shape.
         n_train / n_val: number of images.
         n_cells: cells per image.
-        radius: cell semi-axes range (px of the finest axis).
-        element_size: voxel size written into the items (µm); None = unknown.
+        radius: cell semi-axes range (fluorescence: px of the finest axis; brightfield: µm).
+        element_size: voxel size written into the items (µm); None = unknown (brightfield needs one).
         channels: image channels.
         annotation: "labels" (instances), "mask" (binary class mask) or "points" (cell centres).
         seed: generator seed (the images are the same for the same seed).
@@ -85,6 +87,7 @@ class SyntheticSource:
 
     def __init__(
         self,
+        modality: str = "fluorescence",
         spatial_dims: int = 2,
         shape: Sequence[int] = (256, 256),
         n_train: int = 4,
@@ -100,6 +103,13 @@ class SyntheticSource:
             raise ValueError(f"synthetic data: shape {tuple(shape)} does not have {spatial_dims} axes")
         if annotation not in ("labels", "mask", "points"):
             raise ValueError(f"synthetic data: annotation must be labels, mask or points, got {annotation!r}")
+        if modality not in ("fluorescence", "brightfield"):
+            raise ValueError(
+                f"synthetic data: modality must be fluorescence or brightfield, got {modality!r}"
+            )
+        if modality == "brightfield" and (spatial_dims != 3 or element_size is None):
+            raise ValueError("synthetic brightfield data are 3D stacks with an element size (µm)")
+        self.modality = modality
         self.spatial_dims = spatial_dims
         self.shape = tuple(shape)
         self.n_train, self.n_val = n_train, n_val
@@ -114,7 +124,8 @@ class SyntheticSource:
         items = []
         for i in range(n):
             rng = np.random.default_rng([self.seed, stream, i])
-            image, labels = synthetic_cells(
+            make = synthetic_cells if self.modality == "fluorescence" else synthetic_brightfield
+            image, labels = make(
                 self.shape,
                 rng,
                 n_cells=self.n_cells,
@@ -129,7 +140,7 @@ class SyntheticSource:
             else:
                 pts = label_centroids(labels)
                 ann = Annotation(points=pts, classes=np.ones(len(pts), np.int64))
-            items.append(Item(f"{prefix}{i:03d}", image, ann, self.element_size))
+            items.append(Item(f"{prefix}{self.modality}_{i:03d}", image, ann, self.element_size))
         return items
 
     def train_items(self) -> list[Item]:
@@ -137,6 +148,12 @@ class SyntheticSource:
 
     def val_items(self) -> list[Item]:
         return self._make(self.n_val, 1, "synthetic_val_")
+
+    def describe(self) -> str:
+        return (
+            f"synthetic {self.spatial_dims}D {self.modality} data made in code ({self.n_train} train / "
+            f"{self.n_val} val images of {list(self.shape)} px)"
+        )
 
 
 ANNOTATION_DIRS = ("labels", "masks", "points", "rois")
@@ -146,9 +163,10 @@ class FolderSource:
     """Images and annotations in folders.
 
     Each directory holds ``images/`` and, with matching file stems, one of ``labels/`` (instance label
-    images), ``masks/`` (class masks 0..K-1; binary 0/255 masks become 0/1), ``points/`` (CSV, columns
-    y,x[,z][,class]) or ``rois/`` (ImageJ ROI zip: region ROIs -> instances, multi-point ROIs ->
-    points, ROIs named "ignore*" -> ignore), and optionally ``ignore/`` (nonzero = ignore).
+    images; binary masks of any foreground value become connected components), ``masks/`` (class masks
+    0..K-1; binary 0/255 masks become 0/1), ``points/`` (CSV, columns y,x[,z][,class]) or ``rois/``
+    (ImageJ ROI zip: region ROIs -> instances, multi-point ROIs -> points, ROIs named "ignore*" -> ignore),
+    and optionally ``ignore/`` (nonzero = ignore).
 
     Args:
         train_dir: training directory.
@@ -160,24 +178,71 @@ class FolderSource:
 
     def __init__(
         self,
-        train_dir: str | None = None,
-        val_dir: str | None = None,
+        train_dir: str | Path,
+        val_dir: str | Path | None = None,
         spatial_dims: int = 2,
         element_size: Sequence[float] | None = None,
         channel_axis: int | None = None,
     ) -> None:
-        if train_dir is None:
-            raise ValueError("data=folder needs data.source.train_dir=<dir with images/ and labels/>")
         self.train_dir = Path(train_dir)
         self.val_dir = Path(val_dir) if val_dir else None
         self.spatial_dims = spatial_dims
         self.element_size = tuple(element_size) if element_size is not None else None
         self.channel_axis = channel_axis
-        for d in (self.train_dir, self.val_dir):
+        for key, d in (("data.train_dir", self.train_dir), ("data.val_dir", self.val_dir)):
             if d is not None and not (d / "images").is_dir():
                 raise ValueError(
-                    f"{d}: no images/ folder (expected {d}/images and {d}/labels or points/ ...)"
+                    f"{key}={d}: no images/ folder (expected {d}/images and {d}/labels, masks/, points/ "
+                    "or rois/)"
                 )
+
+    @classmethod
+    def from_root(
+        cls,
+        root: str | Path | None = None,
+        train_dir: str | Path | None = None,
+        val_dir: str | Path | None = None,
+        *,
+        folds: bool = False,
+        **kwargs,
+    ) -> FolderSource:
+        """The user's folders: ``train_dir`` [+ ``val_dir``], or a ``root`` holding ``train/`` and ``val/``
+        (or, with cross-validation, holding ``images/`` itself or ``train/`` alone).
+
+        Raises ValueError naming what to pass when the folders do not say where training and validation
+        images are.
+        """
+        if root is not None and train_dir is None:
+            r = Path(root)
+            if not r.is_dir():
+                raise ValueError(f"data.root={r}: no such folder")
+            if (r / "train" / "images").is_dir():
+                train_dir = r / "train"
+                if val_dir is None and (r / "val" / "images").is_dir():
+                    val_dir = r / "val"
+            elif (r / "images").is_dir():
+                train_dir = r
+            else:
+                raise ValueError(
+                    f"data.root={r}: expected train/ and val/ (each with images/ and labels/, masks/, "
+                    "points/ "
+                    f"or rois/), or images/ itself with cross-validation (data.num_folds=5 data.fold=0); "
+                    f"found {sorted(p.name for p in r.iterdir())[:8]}"
+                )
+        if train_dir is None:
+            raise ValueError(
+                "no training data given: pass data.train_dir=<dir with images/ and labels/> "
+                "[data.val_dir=<dir>], or data.root=<dir with train/ and val/>"
+            )
+        if val_dir is None and not folds:
+            raise ValueError(
+                f"{train_dir}: no validation images: pass data.val_dir=<dir> (or data.root=<dir with train/ "
+                "and val/>), or split the training images with cross-validation: data.num_folds=5 data.fold=0"
+            )
+        return cls(train_dir, val_dir, **kwargs)
+
+    def describe(self) -> str:
+        return f"folders {self.train_dir} (train), {self.val_dir or 'cross-validation folds'} (val)"
 
     def _items(self, root: Path) -> list[Item]:
         kinds = [k for k in ANNOTATION_DIRS if (root / k).is_dir()]
@@ -190,7 +255,17 @@ class FolderSource:
         ignore_dir = root / "ignore"
         items = []
         for image_path, ann_path in pairs:
-            data = io.read_image(image_path, spatial_dims=self.spatial_dims, channel_axis=self.channel_axis)
+            try:
+                data = io.read_image(image_path, spatial_dims=self.spatial_dims, channel_axis=self.channel_axis)
+            except io.DataFileError as e:
+                if f"but spatial_dims={self.spatial_dims}" not in str(e):
+                    raise
+                other = 5 - self.spatial_dims
+                raise io.DataFileError(
+                    image_path,
+                    f"{str(e).split(': ', 1)[1]}: {other}D data for a {self.spatial_dims}D model "
+                    f"(use model=unet{other}d)",
+                ) from None
             shape = data.array.shape[1:]
             if len(shape) != self.spatial_dims:
                 raise ValueError(
@@ -220,12 +295,19 @@ def read_annotation(path: Path, kind: str, shape: Sequence[int], spatial_dims: i
     shape = tuple(shape)
     if kind in ("labels", "masks"):
         arr = io.read_labels(path)
+        if arr.ndim == len(shape) + 1 and spatial_dims == 2 and tuple(arr.shape[1:]) == shape:
+            raise ValueError(
+                f"{path}: 3D annotation {tuple(arr.shape)} for an image read as 2D with {arr.shape[0]} "
+                "channels: the data are 3D stacks but the model is 2D (use model=unet3d)"
+            )
         if tuple(arr.shape) != shape:
             raise ValueError(f"{path}: annotation shape {tuple(arr.shape)} differs from the image's {shape}")
         if kind == "labels":
             values = np.unique(arr)
-            if len(values) <= 2 and values.max(initial=0) == 255:
-                arr = io.mask_to_instances(arr > 0)  # binary masks: instances = connected components
+            if len(values) == 2 and values[0] == 0:
+                # a binary mask (0/1, 0/255, 0/65535...): instances = its connected components (a label image
+                # with a single object is the same thing)
+                arr = io.mask_to_instances(arr > 0)
             return Annotation(labels=arr.astype(np.int32))
         if arr.max(initial=0) == 255 and len(np.unique(arr)) <= 2:
             arr = (arr > 0).astype(np.int32)

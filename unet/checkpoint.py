@@ -1,0 +1,101 @@
+"""Checkpoint files: the one place they are written and read (training, resume, finetuning, prediction).
+
+* **Safe to open.** Every checkpoint is read with ``torch.load(..., weights_only=True)``: tensors and plain
+  Python values only, so a shared model file cannot run code when it is loaded (a pickle that needs
+  anything else is refused with :class:`CheckpointError`). Our checkpoints hold nothing else: the model card
+  is plain data, RNG states are tensors and tuples of ints.
+* **Never half-written.** :class:`AtomicCheckpointIO` (Lightning's checkpoint plugin, set in
+  ``conf/trainer/default.yaml``) writes to a temporary file in the checkpoint's own directory, flushes and
+  fsyncs it, and renames it over the final name, so a crash or a full disk leaves the previous
+  ``last.ckpt``/``best.ckpt`` intact (Lightning's own writer streams into the final name).
+* **Clear errors.** A missing, empty, truncated or foreign file raises :class:`CheckpointError` (a
+  ``ValueError``) naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import errno
+import io as _io
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used (missing, truncated, not a checkpoint, unsafe)."""
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely (``weights_only=True``); errors name the file and say what is wrong."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such checkpoint file")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"{p}: empty file (truncated or not a checkpoint)")
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "GLOBAL" in str(e).upper().replace("UNSUPPORTED GLOBAL", "GLOBAL"):
+            raise CheckpointError(
+                f"{p}: refused: the file contains Python objects that would run code when loaded "
+                "(checkpoints of this project hold only tensors and plain values); not loading it"
+            ) from None
+        raise CheckpointError(f"{p}: truncated or not a checkpoint ({e})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{p}: truncated or not a checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{p}: not a checkpoint (a {type(ckpt).__name__}, not a dict)")
+    return ckpt
+
+
+def load_project_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """:func:`load_checkpoint` for a checkpoint of this project (with a ``unet_card`` and a state dict)."""
+    ckpt = load_checkpoint(path, map_location)
+    if "unet_card" not in ckpt or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path}: not a checkpoint of this project (no 'unet_card' entry)")
+    return ckpt
+
+
+def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file beside ``path``, fsync, rename: all or nothing.
+
+    Raises:
+        OSError: with the file named and "disk full" said when the device has no space left.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            buffer = _io.BytesIO()
+            torch.save(checkpoint, buffer)
+            f.write(buffer.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise OSError(
+                e.errno,
+                f"{path}: disk full while writing the checkpoint (the previous file, if any, is intact)",
+            ) from e
+        raise
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint I/O: atomic writes (:func:`save_checkpoint`), safe reads (``weights_only``)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        save_checkpoint(checkpoint, path)
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        return load_checkpoint(path, map_location=map_location if map_location is not None else "cpu")

@@ -415,3 +415,23 @@ def test_command_line(tmp_path: Path) -> None:
     assert f"exported (torchscript): {out}" in run.stdout
     assert load_exported(out)[1] == load_model(str(ckpt))[2]
     assert (tmp_path / "logs" / "export").is_dir() and not (ROOT / "outputs").exists()
+
+
+@pytest.mark.parametrize(("kind", "name"), [("torchscript", "unet.pt"), ("onnx", "unet.onnx")])
+def test_predict_runs_an_exported_model_like_the_checkpoint(tmp_path: Path, kind: str, name: str) -> None:
+    """predict_files with the exported file writes the probabilities the checkpoint gives (1e-4)."""
+    if kind == "onnx":
+        pytest.importorskip("onnxruntime")
+    from unet.data import io
+    from unet.predict import predict_files
+
+    ckpt = _checkpoint(tmp_path / "m.ckpt", NETS["2d"])
+    exported = export_model(ckpt, kind, tmp_path / name)
+    image = tmp_path / "in" / "cells.tif"
+    io.write_tiff(image, np.random.default_rng(0).random((70, 90)).astype(np.float32), element_size=(0.5, 0.5))
+    predict_files(ckpt, image, tmp_path / "a", progress=False, tile_shape=(44, 44))
+    predict_files(exported, image, tmp_path / "b", progress=False, tile_shape=(44, 44))
+    a = io.read_image(tmp_path / "a" / "cells_probabilities.tif").array
+    b = io.read_image(tmp_path / "b" / "cells_probabilities.tif").array
+    assert a.shape == b.shape and np.abs(a - b).max() < 1e-4
+    assert (tmp_path / "b" / "cells_labels.tif").exists()

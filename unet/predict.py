@@ -537,7 +537,8 @@ def predict_files(
     See the module docstring for the outputs, the skipping of finished images and out-of-core prediction.
 
     Args:
-        ckpt_path: Checkpoint written by training (holds the model card).
+        ckpt_path: Checkpoint written by training (holds the model card), or a model exported by
+            ``python -m unet.export`` (``.pt`` TorchScript or ``.onnx``; the card travels inside).
         inputs: Image file, directory, glob pattern, or a list of these (``.zarr`` directories are images).
         output_dir: Output directory (created).
         tile_shape: Network input tile (a valid shape); default: from ``memory_budget_mib``.
@@ -580,7 +581,7 @@ def predict_files(
     out_dir = Path(output_dir)
     paths = list_inputs(inputs, out_dir)
     dev = check_device(device)
-    net, task, card = load_model(str(ckpt), map_location="cpu")
+    net, task, card = load_any_model(ckpt)
     net.to(dev)
     if tile_shape is not None:
         shapes.output_shape(net.levels, tuple(int(t) for t in tile_shape))  # ValueError names valid shapes
@@ -656,6 +657,22 @@ def predict_files(
     if failures:
         raise PredictionFailed(failures, summary)
     return summary
+
+
+#: file endings of exported models (``python -m unet.export``) that predict accepts instead of a checkpoint
+EXPORTED_SUFFIXES = (".onnx", ".pt", ".ts", ".torchscript", ".jit")
+
+
+def load_any_model(path: str | os.PathLike) -> tuple[Any, Any, ModelCard]:
+    """(net, task, card) from a training checkpoint (``.ckpt``) or an exported TorchScript/ONNX model (the
+    card travels inside the file), so a model can be shipped without the training stack."""
+    p = Path(path)
+    if p.suffix.lower() in EXPORTED_SUFFIXES:
+        from unet.export import load_exported
+
+        net, card, task = load_exported(p)
+        return net, task, card
+    return load_model(str(p), map_location="cpu")
 
 
 def _reason(e: BaseException, path: Path) -> str:

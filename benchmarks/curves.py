@@ -50,7 +50,7 @@ def run(command: str, minutes: float, runs_dir: Path) -> dict:
     run_dir = runs_dir / name
     args = [
         *command.split(),
-        f"trainer.max_time=00:00:{int(minutes):02d}:{int(round(60 * (minutes % 1))):02d}",
+        f"trainer.max_time=00:00:{int(minutes):02d}:{round(60 * (minutes % 1)):02d}",
         "logger=csv",
         f"hydra.run.dir={run_dir}",
     ]
@@ -67,7 +67,11 @@ def run(command: str, minutes: float, runs_dir: Path) -> dict:
         raise RuntimeError(f"{command} failed:\n{proc.stderr[-3000:]}")
     curve = read_curve(run_dir / "csv" / "metrics.csv")
     reached = next((p["minutes"] for p in curve if p["iou"] >= TARGET_IOU), None)
-    summary = [ln for ln in proc.stderr.splitlines() + proc.stdout.splitlines() if ln.startswith(("model ", "data ", "trainer "))]
+    summary = [
+        ln
+        for ln in proc.stderr.splitlines() + proc.stdout.splitlines()
+        if ln.startswith(("model ", "data ", "trainer "))
+    ]
     return {
         "command": f"python train.py {command}",
         "budget_minutes": minutes,
@@ -83,7 +87,8 @@ def report(results: list[dict], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "curves.json").write_text(json.dumps(results, indent=1))
     lines = [
-        f"Validation object IoU (M6.1) of the default recipe; machine {platform.node()} ({os.cpu_count()} CPUs).",
+        f"Validation object IoU (M6.1) of the default recipe; machine {platform.node()} "
+        f"({os.cpu_count()} CPUs).",
         "",
         f"| command | best val IoU | minutes to IoU >= {TARGET_IOU} | budget (min) |",
         "| --- | --- | --- | --- |",
@@ -112,8 +117,12 @@ def report(results: list[dict], out: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", nargs="+", default=list(DEFAULT_RUNS), help="train.py arguments, one per run")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--runs", nargs="+", default=list(DEFAULT_RUNS), help="train.py arguments, one per run"
+    )
     parser.add_argument("--minutes", type=float, default=10.0, help="trainer.max_time per run")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "logs" / "curves")

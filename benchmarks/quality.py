@@ -213,7 +213,7 @@ def evaluate_test(ckpt: Path, source: Any, *, em: bool = False, tta: str = "none
         ann = item.annotation
         row: dict[str, Any] = {"image": item.name}
         if task.name == "segmentation":
-            pred = task.objects(probs)
+            pred = task.objects(probs, element_size=item.element_size)
             gt = task.ground_truth(ann)
             if ann.ignore is not None:
                 pred = np.where(ann.ignore, 0, pred)

@@ -30,7 +30,9 @@ SMALL = ["model.net.base_features=4", "model.net.depth=2", "logger=csv", "data.t
 
 def _cfg(out: Path, overrides: list[str]):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=[f"paths.output_dir={out}", f"paths.data_root={out}/data", *overrides])
+        return compose(
+            "train", overrides=[f"paths.output_dir={out}", f"paths.data_root={out}/data", *overrides]
+        )
 
 
 def _folder(root: Path, n_train: int = 2, n_val: int = 1, es=None) -> Path:

@@ -46,7 +46,11 @@ def _cfg(tmp_path: Path, overrides: list[str]):
 
 
 def test_every_dataset_has_an_experiment() -> None:
-    names = {p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")} - {"quickstart", "finetune", "paper"}
+    names = {p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")} - {
+        "quickstart",
+        "finetune",
+        "paper",
+    }
     assert set(EXPERIMENTS) == names
     assert len(EXPERIMENTS) == 8
 

@@ -428,7 +428,9 @@ def test_predict_runs_an_exported_model_like_the_checkpoint(tmp_path: Path, kind
     ckpt = _checkpoint(tmp_path / "m.ckpt", NETS["2d"])
     exported = export_model(ckpt, kind, tmp_path / name)
     image = tmp_path / "in" / "cells.tif"
-    io.write_tiff(image, np.random.default_rng(0).random((70, 90)).astype(np.float32), element_size=(0.5, 0.5))
+    io.write_tiff(
+        image, np.random.default_rng(0).random((70, 90)).astype(np.float32), element_size=(0.5, 0.5)
+    )
     predict_files(ckpt, image, tmp_path / "a", progress=False, tile_shape=(44, 44))
     predict_files(exported, image, tmp_path / "b", progress=False, tile_shape=(44, 44))
     a = io.read_image(tmp_path / "a" / "cells_probabilities.tif").array

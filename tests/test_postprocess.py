@@ -252,3 +252,58 @@ def test_label_centroids_one_point_per_id_against_mean_coordinates(rng):
     for row, i in enumerate((1, 2, 4)):
         np.testing.assert_allclose(got[row], np.argwhere(labels == i).mean(axis=0))
     assert label_centroids(np.zeros((4, 4), int)).shape == (0, 2)
+
+
+def test_watershed_splits_touching_objects_that_components_merge() -> None:
+    """Two overlapping disks (a neck between them) and one separate disk: components give 2 objects,
+    the watershed 3; ids consecutive, classes kept; a thin object without a seed stays whole."""
+    from unet.postprocess import watershed_instances
+
+    yy, xx = np.mgrid[:60, :90]
+    a = (yy - 30) ** 2 + (xx - 20) ** 2 <= 12**2
+    b = (yy - 30) ** 2 + (xx - 40) ** 2 <= 12**2
+    c = (yy - 30) ** 2 + (xx - 75) ** 2 <= 8**2
+    mask = a | b | c
+    comp, _ = instance_labels(mask)
+    ws, class_of = watershed_instances(mask, h=1.0)
+    assert comp.max() == 2 and ws.max() == 3 and list(class_of) == [0, 1, 1, 1]
+    assert set(np.unique(ws[a & ~b])) == {ws[30, 15]} and ws[30, 15] != ws[30, 45]
+    assert (ws > 0).sum() == mask.sum()  # every mask pixel belongs to an object
+    line = np.zeros((20, 20), bool)
+    line[10, 2:18] = True  # one pixel wide: its distance maximum is below h
+    lab, _ = watershed_instances(line, h=5.0)
+    assert lab.max() == 1 and (lab > 0).sum() == line.sum()
+
+
+def test_watershed_in_3d_with_anisotropic_voxels() -> None:
+    from unet.postprocess import watershed_instances
+
+    zz, yy, xx = np.mgrid[:20, :40, :60]
+    es = (2.0, 0.5, 0.5)  # z voxels 4x longer: balls of radius 5 µm
+    ball = lambda cz, cy, cx: ((zz - cz) * 2.0) ** 2 + ((yy - cy) * 0.5) ** 2 + ((xx - cx) * 0.5) ** 2 <= 25  # noqa: E731
+    mask = ball(10, 20, 18) | ball(10, 20, 36)
+    assert instance_labels(mask)[0].max() == 1
+    assert watershed_instances(mask, element_size=es)[0].max() == 2
+
+
+def test_auto_instances_are_chosen_on_validation_and_travel_in_the_card() -> None:
+    from unet.data.sources import Annotation
+    from unet.tasks import SegmentationTask, task_from_config
+
+    yy, xx = np.mgrid[:60, :90]
+    gt = np.zeros((60, 90), np.int32)
+    gt[(yy - 30) ** 2 + (xx - 20) ** 2 <= 12**2] = 1
+    gt[((yy - 30) ** 2 + (xx - 40) ** 2 <= 12**2) & (gt == 0)] = 2
+    probs = np.stack([gt == 0, gt > 0]).astype(np.float32)  # foreground right, no ridge between the two
+    task = SegmentationTask()
+    assert task.method == "components"  # before any validation: the papers' method
+    scores = task.score(probs, Annotation(labels=gt))
+    assert scores["iou_components"] < 0.7 < scores["iou_watershed"]
+    means = task.finish_validation(dict(scores))
+    assert task.selected == "watershed" and means["iou"] == scores["iou_watershed"]
+    again = task_from_config(task.config())  # what predict rebuilds from the checkpoint
+    assert again.method == "watershed" and again.objects(probs).max() == 2
+    fixed = SegmentationTask(instances="components")
+    assert fixed.finish_validation(dict(fixed.score(probs, Annotation(labels=gt))))["iou"] < 0.7
+    with pytest.raises(ValueError, match=r"task\.instances"):
+        SegmentationTask(instances="magic")

@@ -193,11 +193,13 @@ def test_input_errors_name_the_file_before_predicting(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"missing\.tif"):
         predict_files(ckpt, [src / "a.tif", tmp_path / "missing.tif"], out, **FAST)
     (tmp_path / "bad.tif").write_bytes(b"this is not a TIFF file")
+    # fail_fast: the first bad input stops everything before any prediction (the default goes on past
+    # it: tests/test_bad_inputs.py)
     with pytest.raises(io.DataFileError, match=r"bad\.tif"):
-        predict_files(ckpt, [src / "a.tif", tmp_path / "bad.tif"], out, **FAST)
+        predict_files(ckpt, [src / "a.tif", tmp_path / "bad.tif"], out, fail_fast=True, **FAST)
     io.write_tiff(tmp_path / "rgb.tif", _image((2, 30, 30)), axes="CYX")
     with pytest.raises(ValueError, match=r"rgb.tif: the model expects 1 channel\(s\), the image has 2"):
-        predict_files(ckpt, [src / "a.tif", tmp_path / "rgb.tif"], out, **FAST)
+        predict_files(ckpt, [src / "a.tif", tmp_path / "rgb.tif"], out, fail_fast=True, **FAST)
     with pytest.raises(FileNotFoundError, match=r"nothing\*.tif: no image matches"):
         predict_files(ckpt, str(tmp_path / "nothing*.tif"), out, **FAST)
     (tmp_path / "empty").mkdir()

@@ -398,9 +398,14 @@ def test_validation_epoch_end_reduces_sums_and_counts_over_ranks(tmp_path, monke
 
 
 def test_exact_resume_from_a_mid_epoch_checkpoint(tmp_path) -> None:
-    """Interrupted after an arbitrary step (a checkpoint in the middle of epoch 1) and resumed == uninterrupted."""
+    """Stopped after an arbitrary step (a checkpoint in the middle of epoch 1), resumed == uninterrupted."""
     common = [*FAST, *FAST_2D, "logger=csv", "trainer.log_every_n_steps=1", "data.tiles_per_epoch=3"]
-    common += ["model.net.dropout=0.2", "model/optimizer=sgd", "model.optimizer.lr=0.001", "model.scheduler=null"]
+    common += [
+        "model.net.dropout=0.2",
+        "model/optimizer=sgd",
+        "model.optimizer.lr=0.001",
+        "model.scheduler=null",
+    ]
     every_step = [
         "+callbacks.every_step._target_=lightning.pytorch.callbacks.ModelCheckpoint",
         "+callbacks.every_step.every_n_train_steps=1",

@@ -146,7 +146,7 @@ class LitUNet(L.LightningModule):
         probs = softmax(logits)
         item = prepared.item
         probs_own = resize(probs, item.image.shape[1:], antialias=False)
-        scores = {"loss": float(loss), **self.task.score(probs_own, item.annotation)}
+        scores = {"loss": float(loss), **self.task.score(probs_own, item.annotation, item.element_size)}
         # every rank scores the same number of images (repeats included), so the keys agree across ranks
         # NaN scores (e.g. IoU of an image without annotated objects) are left out of that key's mean
         for k, v in scores.items():
@@ -174,8 +174,10 @@ class LitUNet(L.LightningModule):
         counts, sums = totals[: len(keys)].tolist(), totals[len(keys) :].tolist()
         if hasattr(self, "_fit_start"):  # wall time to this validation: quality against time in TensorBoard
             self.log("time/minutes", (time.monotonic() - self._fit_start) / 60, sync_dist=False)
-        for k, count, total in zip(keys, counts, sums, strict=True):
-            value = total / count if count else float("nan")
+        means = {k: (total / count if count else float("nan")) for k, count, total in zip(keys, counts, sums)}
+        if hasattr(self.task, "finish_validation"):  # e.g. the instance method chosen on validation
+            means = self.task.finish_validation(means)
+        for k, value in means.items():
             self.log(f"val/{k}", value, prog_bar=k in ("iou", "f1"), sync_dist=False)
 
     def _val_tile(self, shape: Sequence[int]) -> tuple[int, ...]:

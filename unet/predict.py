@@ -18,6 +18,7 @@ Outputs per image ``<stem>`` (every file is written atomically, so a file that e
   multi-point ROI per class (:func:`unet.data.io.write_point_rois`).
 * ``<stem>_points.csv`` (detection only): one point per component, its centroid weighted by the foreground
   probability (:func:`unet.postprocess.detection_points`, as validation scores it), columns
+  ``index, axis-0, axis-1[, axis-2]`` (napari opens the file as a Points layer as it is) then
   ``[z,] y, x, class[, z_um], y_um, x_um`` (:func:`unet.data.io.write_points_csv`).
 * ``<stem>_objects.csv``: one row per labelled object (:func:`unet.postprocess.measure_objects` with the
   raw image's intensities and the element size): label, class, centroid, area/volume, equivalent
@@ -111,7 +112,7 @@ MIN_STREAM_BLOCK_BYTES = 256 * 1024
 _STEM_SUFFIXES = tuple(sorted({".ome.tif", ".ome.tiff", *INPUT_SUFFIXES}, key=len, reverse=True))
 
 
-class PredictionFailed(RuntimeError):
+class PredictionFailed(ValueError):
     """Some images could not be predicted; every other image was. ``failures``: (path, reason) per image;
     ``summary``: the rows of the images that were predicted (as in ``summary.csv``)."""
 
@@ -459,7 +460,7 @@ def _predict_in_memory(job: _Job, net, task, card, choose_tile, *, batch_size, t
         )
     probs = probs.astype(np.float32, copy=False)
     nd = len(job.shape)
-    labels, class_of = postprocess.instance_labels(probs, min_size=task.min_size)
+    labels, class_of = task.instance_labels(probs, element_size=es)  # the card's instance method
     rows = postprocess.measure_objects(labels, image=image, element_size=es, class_of=class_of)
     out = job.outputs
     io.write_tiff(out["probabilities"], probs, element_size=es, axes="CYX" if nd == 2 else "CZYX")
@@ -467,7 +468,7 @@ def _predict_in_memory(job: _Job, net, task, card, choose_tile, *, batch_size, t
     io.write_tiff(out["labels"], stored, element_size=es, axes="YX" if nd == 2 else "ZYX")
     if task.name == "detection":
         points, classes = postprocess.detection_points(probs, min_size=task.min_size)
-        io.write_points_csv(out["points"], points.reshape(-1, nd), classes, element_size=es)
+        io.write_points_csv(out["points"], points.reshape(-1, nd), classes, element_size=es, napari=True)
         io.write_point_rois(points.reshape(-1, nd), out["rois"], classes)
     else:
         io.write_rois(labels, out["rois"])
@@ -604,6 +605,8 @@ def predict_files(
                 raise
             log.error("%s: skipped: %s", p, e)
             failures.append((p, _reason(e, p)))
+    if not jobs:  # nothing to predict: nothing is written
+        raise PredictionFailed(failures, [])
     out_dir.mkdir(parents=True, exist_ok=True)
     for job in jobs:  # hidden temporaries a killed run left behind
         names = [f"{job.name}{suffix}" for suffix in OUTPUT_SUFFIXES.values()]

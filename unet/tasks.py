@@ -31,6 +31,13 @@ class SegmentationTask:
         ridges: insert 1-pixel background ridges between touching instances (M2.2).
         min_size: predicted components smaller than this (px) are dropped.
         monitor: the validation metric that selects the best checkpoint (and that sweeps maximise).
+        instances: how objects are made from the class map: "components" (connected components, the
+            papers' method, M6.1), "watershed" (touching objects split by a seeded watershed on the distance
+            transform, :func:`unet.postprocess.watershed_instances`) or "auto": validation scores both and
+            keeps the better one by mean object IoU on the validation images (never test data); the choice
+            (``selected``) travels in the model card, so prediction uses it.
+        watershed_h: seed dynamic of the watershed (px of the finest axis).
+        selected: the method "auto" chose (set by validation; None before).
     """
 
     num_classes: int = 2
@@ -41,8 +48,23 @@ class SegmentationTask:
     ridges: bool = True
     min_size: int = 0
     monitor: str = "val/iou"
+    instances: str = "auto"
+    watershed_h: float = 1.0
+    selected: str | None = None
 
     name = "segmentation"
+    METHODS = ("components", "watershed")
+
+    def __post_init__(self) -> None:
+        if self.instances not in (*self.METHODS, "auto"):
+            raise ValueError(f"task.instances must be components, watershed or auto, got {self.instances!r}")
+
+    @property
+    def method(self) -> str:
+        """The instance method in use: the configured one, or the one validation selected under "auto"."""
+        if self.instances != "auto":
+            return self.instances
+        return self.selected or "components"
 
     def targets(
         self, ann: Annotation, shape: Sequence[int], element_size: Sequence[float] | None = None
@@ -74,19 +96,55 @@ class SegmentationTask:
             )
         raise ValueError("segmentation needs instance labels or a class mask, got point annotations")
 
-    def objects(self, probabilities: np.ndarray) -> np.ndarray:
-        """Class probabilities (K, *S) -> instance labels (*S) (components, 8/26-connected, M6.1)."""
-        labels, _ = postprocess.instance_labels(probabilities, min_size=self.min_size)
-        return labels
+    def instance_labels(
+        self, probabilities: np.ndarray, method: str | None = None, element_size=None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities (K, *S) -> (instance labels (*S), class of each id) by ``method``."""
+        method = method or self.method
+        if method == "watershed":
+            # element_size weights the distance transform; min_size stays in pixels as for components
+            result = postprocess.watershed_instances(
+                probabilities, h=self.watershed_h, element_size=element_size
+            )
+            return _min_size_px(result, self.min_size) if self.min_size else result
+        return postprocess.instance_labels(probabilities, min_size=self.min_size)
+
+    def objects(self, probabilities: np.ndarray, method: str | None = None, element_size=None) -> np.ndarray:
+        """Class probabilities (K, *S) -> instance labels (*S) (components, 8/26-connected, M6.1, or the
+        watershed, see ``instances``)."""
+        return self.instance_labels(probabilities, method, element_size)[0]
 
     def ground_truth(self, ann: Annotation) -> np.ndarray:
         if ann.labels is not None:
             return ann.labels
         return postprocess.instance_labels(ann.mask)[0]
 
-    def score(self, probabilities: np.ndarray, ann: Annotation) -> dict[str, float]:
-        """val metrics: object IoU (M6.1) and F1 at IoU 0.5 against the annotation."""
-        pred = self.objects(probabilities)
+    def score(self, probabilities: np.ndarray, ann: Annotation, element_size=None) -> dict[str, float]:
+        """val metrics: object IoU (M6.1) and F1 at IoU 0.5 against the annotation; under "auto" also
+        ``iou_<method>`` / ``f1_<method>`` for both instance methods (see :meth:`finish_validation`)."""
+        if self.instances != "auto":
+            return self._score(self.objects(probabilities, element_size=element_size), ann)
+        out = {}
+        for m in self.METHODS:
+            s = self._score(self.objects(probabilities, m, element_size), ann)
+            out.update({f"{k}_{m}": v for k, v in s.items()})
+            if m == self.method:
+                out.update(s)
+        return out
+
+    def finish_validation(self, means: dict[str, float]) -> dict[str, float]:
+        """Under "auto": select the instance method with the higher mean validation object IoU and report
+        its ``iou``/``f1``/``precision``/``recall`` (so the checkpoint monitor and the card agree)."""
+        if self.instances != "auto" or not all(f"iou_{m}" in means for m in self.METHODS):
+            return means
+        scored = {m: means[f"iou_{m}"] for m in self.METHODS if np.isfinite(means[f"iou_{m}"])}
+        if not scored:
+            return means
+        best = max(scored, key=lambda m: (scored[m], m == "components"))  # ties: the papers' method
+        self.selected = best
+        return {**means, **{k: means[f"{k}_{best}"] for k in ("iou", "f1", "precision", "recall")}}
+
+    def _score(self, pred: np.ndarray, ann: Annotation) -> dict[str, float]:
         gt = self.ground_truth(ann)
         if ann.ignore is not None:
             pred = np.where(ann.ignore, 0, pred)
@@ -160,7 +218,13 @@ class DetectionTask:
         points, _ = postprocess.detection_points(probabilities, min_size=self.min_size)
         return points
 
-    def score(self, probabilities: np.ndarray, ann: Annotation) -> dict[str, float]:
+    def instance_labels(
+        self, probabilities: np.ndarray, method: str | None = None, element_size=None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Components of the class map (each becomes one detected point)."""
+        return postprocess.instance_labels(probabilities, min_size=self.min_size)
+
+    def score(self, probabilities: np.ndarray, ann: Annotation, element_size=None) -> dict[str, float]:
         pred = self.objects(probabilities)
         gt = self.ground_truth(ann)
         r = metrics.detection_f1(gt, pred, self.d_match)
@@ -188,6 +252,17 @@ def empty_image_scores(n_pred: int) -> dict[str, float]:
     nan = float("nan")
     hit = 0.0 if n_pred else nan
     return {"iou": nan, "f1": hit, "precision": hit, "recall": nan}
+
+
+def _min_size_px(result: tuple[np.ndarray, np.ndarray], min_size: float) -> tuple[np.ndarray, np.ndarray]:
+    """Drop objects smaller than ``min_size`` pixels and renumber (ids and classes stay in order)."""
+    labels, class_of = result
+    sizes = np.bincount(labels.ravel())
+    keep = np.flatnonzero(sizes >= min_size)
+    keep = keep[keep > 0]
+    lut = np.zeros(len(sizes), np.int32)
+    lut[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
+    return lut[labels], np.concatenate([[0], class_of[keep]]).astype(np.int64)
 
 
 TASKS = {"segmentation": SegmentationTask, "detection": DetectionTask}

@@ -295,7 +295,8 @@ class UNetDataModule(L.LightningDataModule):
                         "data, or model.net.in_channels for multi-channel 2D images)"
                     )
                 raise ValueError(
-                    f"{name}: {p.image.shape[0]} channel(s) but model.net.in_channels={self.in_channels}{hint}"
+                    f"{name}: {p.image.shape[0]} channel(s) but model.net.in_channels="
+                    f"{self.in_channels}{hint}"
                 )
         if self.tile_shape is None:
             self.tile_shape = self.auto_tile_shape()
@@ -345,7 +346,9 @@ class UNetDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=TileKeySampler(self.tiles_per_epoch, rank, world, skip=self._resume_batches * self.batch_size),
+            sampler=TileKeySampler(
+                self.tiles_per_epoch, rank, world, skip=self._resume_batches * self.batch_size
+            ),
             num_workers=self.num_workers,
             worker_init_fn=_seed_worker,
             persistent_workers=False,

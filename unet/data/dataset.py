@@ -206,7 +206,9 @@ class TileKeySampler(Sampler[int]):
         self.tiles_per_epoch = int(tiles_per_epoch)
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
-        self.skip = int(skip)  # keys of the first epoch iterated that were already trained on (mid-epoch resume)
+        self.skip = int(
+            skip
+        )  # keys of the first epoch iterated that were already trained on (mid-epoch resume)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)

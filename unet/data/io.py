@@ -20,11 +20,12 @@ All writers are atomic (see :func:`atomic_write`): output is written to a hidden
 target directory and moved into place with :func:`os.replace`, so a crash or kill never leaves a
 half-written file under the final name.
 
-ImageJ ROI rasterisation (see :func:`read_rois`) reproduces ImageJ's ``PolygonFiller``: pixel
-``(x, y)`` belongs to a polygon iff its centre ``(x + 0.5, y + 0.5)`` is inside (even-odd rule; a
-centre exactly on an edge is inside for a right boundary and outside for a left boundary). Rectangles
-are the integer rectangle, ovals use ImageJ's ``OvalRoi.getMask`` (pixel centre inside the inscribed
-ellipse). :func:`write_rois` writes outlines traced along pixel edges, so that
+ImageJ ROI rasterisation (see :func:`read_rois`) is ImageJ 1.53t's, pixel for pixel, for every area ROI
+type (sub-pixel, rounded, spline-fitted and composite ROIs included): polygons with ImageJ's
+``PolygonFiller`` (pixel ``(x, y)`` belongs to a polygon iff its centre ``(x + 0.5, y + 0.5)`` is inside,
+even-odd rule; a centre exactly on an edge is inside for a right boundary and outside for a left
+boundary). Rectangles and ovals use their integer bounds (``OvalRoi.getMask``: pixel centre inside the
+inscribed ellipse). :func:`write_rois` writes outlines traced along pixel edges, so that
 ``read_rois(write_rois(labels))`` reproduces ``labels`` exactly.
 """
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import logging
 import math
 import os
@@ -250,10 +252,54 @@ def atomic_write(path: PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if _disk_full(e):
+            raise OSError(
+                errno.ENOSPC, f"{final}: disk full (no space left on the device); nothing written"
+            ) from e
         raise
+
+
+def _disk_full(e: BaseException) -> bool:
+    """An exception caused (directly or in its chain) by a full disk (ENOSPC), whatever library raised it."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def clean_stale_temporaries(directory: PathLike, names: Sequence[str]) -> list[Path]:
+    """Remove the hidden temporaries a killed run left for these output ``names`` (files or .zarr dirs).
+
+    :func:`atomic_write` and :func:`atomic_zarr` write under ``.<name>.<token>.tmp*``; a hard kill can leave
+    one behind. Returns what was removed.
+    """
+    import shutil
+
+    removed = []
+    d = Path(directory)
+    if not d.is_dir():
+        return removed
+    for name in names:
+        for stale in d.glob(f".{glob_escape(name)}.*.tmp*"):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+            removed.append(stale)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob metacharacters escaped."""
+    import glob as _glob
+
+    return _glob.escape(name)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -883,92 +929,628 @@ def check_same_shape(
 # ----------------------------------------------------------------------------------------------------
 
 
-def _fill_polygons(loops: Sequence[np.ndarray], shape: tuple[int, int]) -> tuple[int, int, np.ndarray] | None:
-    """Rasterise closed polygons like ImageJ's PolygonFiller (pixel centres, even-odd rule).
+# The functions below port the rasterisation of ImageJ 1.53t (``ij.jar`` of the Debian package ``imagej``
+# 1.53t-1) for ROIs read from a file, i.e. ``ij.io.RoiDecoder.getRoi`` followed by ``Roi.getMask`` (what
+# Edit > Selection > Create Mask, Analyze > Measure and the ROI Manager use). Java float (32-bit)
+# arithmetic is reproduced with numpy float32 wherever ImageJ stores or computes coordinates as ``float``.
+
+_JAVA_FLOAT_MIN = np.float32(1.4e-45)  # java.lang.Float.MIN_VALUE (smallest positive float)
+_SPLINE_EXTEND = 7  # ij.measure.SplineFitter.EXTEND_BY
+_FLATNESS = 0.01  # ij.gui.ShapeRoi.getMask: getFloatPolygon(0.01, ...)
+_FLATTEN_LIMIT = 10  # java.awt.geom.FlatteningPathIterator default recursion limit
+# java.awt.geom.RoundRectIterator: Bezier control-point offset of a quarter ellipse (per unit arc size)
+_RR_A = 1.0 - math.cos(math.pi / 4.0)
+_RR_B = math.tan(math.pi / 4.0)
+_RR_CV = 4.0 / 3.0 * _RR_A * _RR_B / (math.sqrt(1.0 + _RR_B * _RR_B) - 1 + _RR_A)
+_RR_ACV = (1.0 - _RR_CV) / 2.0  # 0x1.ca75ddd596bbep-3 in Java 17 as in CPython
+# (type, [(v0, v1, v2, v3) per point]): point = (x + v0 * w + v1 * aw, y + v2 * h + v3 * ah)
+_RR_SEGMENTS: tuple[tuple[int, tuple[tuple[float, float, float, float], ...]], ...] = (
+    (0, ((0.0, 0.0, 0.0, 0.5),)),
+    (1, ((0.0, 0.0, 1.0, -0.5),)),
+    (3, ((0.0, 0.0, 1.0, -_RR_ACV), (0.0, _RR_ACV, 1.0, 0.0), (0.0, 0.5, 1.0, 0.0))),
+    (1, ((1.0, -0.5, 1.0, 0.0),)),
+    (3, ((1.0, -_RR_ACV, 1.0, 0.0), (1.0, 0.0, 1.0, -_RR_ACV), (1.0, 0.0, 1.0, -0.5))),
+    (1, ((1.0, 0.0, 0.0, 0.5),)),
+    (3, ((1.0, 0.0, 0.0, _RR_ACV), (1.0, -_RR_ACV, 0.0, 0.0), (1.0, -0.5, 0.0, 0.0))),
+    (1, ((0.0, 0.5, 0.0, 0.0),)),
+    (3, ((0.0, _RR_ACV, 0.0, 0.0), (0.0, 0.0, 0.0, _RR_ACV), (0.0, 0.0, 0.0, 0.5))),
+    (4, ()),
+)
+_PATH_NCOORDS = {0: 2, 1: 2, 2: 4, 3: 6, 4: 0}  # ShapeRoi.nCoords: moveTo, lineTo, quadTo, cubicTo, close
+
+# a ROI mask in ImageJ's convention: (x, y, mask) with the (height, width) boolean mask of the ROI's
+# integer bounds whose top-left pixel is image pixel (x, y)
+_RoiMask = tuple[int, int, np.ndarray]
+
+
+def _java_round(v: np.ndarray) -> np.ndarray:
+    """``Math.round(double)``: nearest integer, halves rounded up (towards +inf), as int64."""
+    f = np.floor(v)
+    return (f + (v - f >= 0.5)).astype(np.int64)
+
+
+def _ij_fill(
+    xs: np.ndarray, ys: np.ndarray, width: int, height: int, x_offset: float = 0.0, y_offset: float = 0.0
+) -> np.ndarray:
+    """``ij.process.PolygonFiller.getMask(width, height)`` (ImageJ 1.53t), vectorised.
+
+    Integer mode (``setPolygon(int[], int[], n)``) for integer arrays; float mode
+    (``setPolygon(float[], float[], n, xOffset, yOffset)``) for floating arrays, where NaN separates closed
+    sub-paths and vertices are ``float + offset`` in double. Each edge from ``(x1, y1)`` to ``(x2, y2)``
+    (``y1 < y2`` after swapping; horizontal edges skipped) covers the rows ``round(y1) <= row < round(y2)``
+    (``Math.round``; integer mode: ``y1 <= row < y2``) at ``x = x1 + (row - y1 + 0.5) * slope + 1e-8``;
+    per row the crossings are sorted and paired (even-odd rule) and a pair ``(xl, xr)`` fills the pixels
+    ``(int)(xl + 0.5) <= x < (int)(xr + 0.5)``, clipped to ``[0, width)``. ImageJ advances x row by row by
+    adding the slope; here it is evaluated directly (differences below 1e-12 px, far below the 1e-8 tie
+    offset).
 
     Args:
-        loops: Polygons as ``(n, 2)`` arrays of ``(x, y)`` vertex coordinates (pixel-corner
-            coordinates, pixel ``(x, y)`` spans ``[x, x+1) x [y, y+1)``); each is closed implicitly.
-        shape: ``(Y, X)`` size of the image; the result is clipped to it.
+        xs, ys: Vertex coordinates relative to the mask origin (before adding the offsets).
+        width, height: Mask size.
+        x_offset, y_offset: Offsets added in double (float mode only).
 
     Returns:
-        ``(row0, col0, mask)`` with the boolean mask of the bounding box whose top-left pixel is
-        ``(row0, col0)``, or None if no pixel is covered.
+        ``(height, width)`` boolean mask.
     """
-    height, width = shape
-    segs = []
-    for pts in loops:
-        pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
-        if len(pts) < 3:
-            continue
-        segs.append(np.concatenate([pts, np.roll(pts, -1, axis=0)], axis=1))
-    if not segs:
-        return None
-    e = np.concatenate(segs)
-    e = e[e[:, 1] != e[:, 3]]  # horizontal edges never cross a row centre
-    if not len(e):
-        return None
-    swap = e[:, 1] > e[:, 3]
-    e[swap] = e[swap][:, [2, 3, 0, 1]]
-    xa, ya, xb, yb = e.T
-    slope = (xb - xa) / (yb - ya)
-    # row r is crossed iff ya <= r + 0.5 < yb  (ImageJ: y1 = ceil(ya - 0.5), active while r < ceil(yb - 0.5))
-    r0 = np.clip(np.ceil(ya - 0.5), 0, height).astype(np.int64)
-    r1 = np.clip(np.ceil(yb - 0.5), 0, height).astype(np.int64)
-    counts = np.maximum(r1 - r0, 0)
+    out = np.zeros((max(height, 0), max(width, 0)), dtype=bool)
+    n = len(xs)
+    if n == 0 or width <= 0 or height <= 0:
+        return out
+    idx = np.arange(n)
+    if np.issubdtype(np.asarray(xs).dtype, np.integer):
+        x1 = np.asarray(xs, dtype=np.int64)
+        y1 = np.asarray(ys, dtype=np.int64)
+        nxt = (idx + 1) % n
+        x2, y2 = x1[nxt], y1[nxt]
+        keep = y1 != y2
+        x1, y1, x2, y2 = x1[keep], y1[keep], x2[keep], y2[keep]
+        swap = y1 > y2
+        x1, x2 = np.where(swap, x2, x1), np.where(swap, x1, x2)
+        y1, y2 = np.where(swap, y2, y1), np.where(swap, y1, y2)
+        slope = (x2 - x1) / (y2 - y1).astype(np.float64)
+        ex = x1 + 0.5 * slope + 1e-8
+        ey1, ey2 = y1, y2
+    else:
+        xf = np.asarray(xs, dtype=np.float32)
+        yf = np.asarray(ys, dtype=np.float32)
+        nan = np.isnan(xf)
+        poly_start = np.maximum.accumulate(np.where(nan, idx + 1, 0))
+        nxt = idx + 1
+        nxt[-1] = poly_start[-1]
+        nxt[:-1] = np.where(nan[1:], poly_start[:-1], nxt[:-1])
+        valid = ~nan
+        i, j = idx[valid], nxt[valid]
+        y1f = yf[i].astype(np.float64) + y_offset
+        y2f = yf[j].astype(np.float64) + y_offset
+        x1f = xf[i].astype(np.float64) + x_offset
+        x2f = xf[j].astype(np.float64) + x_offset
+        y3, y4 = _java_round(y1f), _java_round(y2f)
+        keep = (y3 != y4) & ~((y3 <= 0) & (y4 <= 0))
+        y1f, y2f, x1f, x2f, y3, y4 = y1f[keep], y2f[keep], x1f[keep], x2f[keep], y3[keep], y4[keep]
+        swap = y3 > y4
+        y3, y4 = np.where(swap, y4, y3), np.where(swap, y3, y4)
+        y1f, y2f = np.where(swap, y2f, y1f), np.where(swap, y1f, y2f)
+        x1f, x2f = np.where(swap, x2f, x1f), np.where(swap, x1f, x2f)
+        slope = (x2f - x1f) / (y2f - y1f)
+        ex = x1f + (y3 - y1f + 0.5) * slope + 1e-8
+        ey1, ey2 = y3, y4
+    if not len(ex):
+        return out
+    r0 = np.maximum(ey1, 0)
+    counts = np.maximum(np.minimum(ey2, height) - r0, 0)
     total = int(counts.sum())
     if total == 0:
-        return None
-    idx = np.repeat(np.arange(len(e)), counts)
+        return out
+    edge = np.repeat(np.arange(len(ex)), counts)
     starts = np.cumsum(counts) - counts
-    rows = r0[idx] + (np.arange(total) - starts[idx])
-    # ImageJ adds 1e-8: a centre exactly on an edge is outside at left and inside at right boundaries
-    xs = xa[idx] + (rows + 0.5 - ya[idx]) * slope[idx] + 1e-8
-    order = np.lexsort((xs, rows))
-    rows, xs = rows[order], xs[order]
-    if len(rows) % 2 or np.any(rows[0::2] != rows[1::2]):
-        raise ValueError("polygon is not closed")  # cannot happen for closed loops
-    rr = rows[0::2]
-    # pixel x is filled iff x_left < x + 0.5 <= x_right  <=>  floor(x_left + .5) <= x < floor(x_right + .5)
-    c0 = np.clip(np.floor(xs[0::2] + 0.5), 0, width).astype(np.int64)
-    c1 = np.clip(np.floor(xs[1::2] + 0.5), 0, width).astype(np.int64)
+    rows = r0[edge] + (np.arange(total) - starts[edge])
+    xs_row = ex[edge] + (rows - ey1[edge]) * slope[edge]
+    order = np.lexsort((xs_row, rows))
+    rows, xs_row = rows[order], xs_row[order]
+    # pair the sorted crossings of each row: (0, 1), (2, 3), ... (an odd leftover is never filled)
+    first = np.r_[True, rows[1:] != rows[:-1]]
+    rank = np.arange(total) - np.maximum.accumulate(np.where(first, np.arange(total), 0))
+    left = np.flatnonzero((rank % 2 == 0)[:-1] & (rows[1:] == rows[:-1]))
+    rr = rows[left]
+    c0 = np.clip(np.floor(xs_row[left] + 0.5), 0, width).astype(np.int64)
+    c1 = np.clip(np.floor(xs_row[left + 1] + 0.5), 0, width).astype(np.int64)
     ok = c1 > c0
     rr, c0, c1 = rr[ok], c0[ok], c1[ok]
-    if not len(rr):
+    if len(rr):
+        diff = np.zeros((height, width + 1), dtype=np.int32)
+        np.add.at(diff, (rr, c0), 1)
+        np.add.at(diff, (rr, c1), -1)
+        out = np.cumsum(diff, axis=1)[:, :width] > 0
+    return out
+
+
+def _float_bounds(xs: np.ndarray, ys: np.ndarray) -> tuple[float, float, float, float]:
+    """``FloatPolygon.getFloatBounds()`` (float min/max, ``maxX`` starts at ``Float.MIN_VALUE``)."""
+    min_x, min_y = np.float32(np.min(xs)), np.float32(np.min(ys))
+    max_x = max(np.float32(np.max(xs)), _JAVA_FLOAT_MIN)
+    max_y = max(np.float32(np.max(ys)), _JAVA_FLOAT_MIN)
+    return float(min_x), float(min_y), float(np.float32(max_x - min_x)), float(np.float32(max_y - min_y))
+
+
+def _int_bounds(bx: float, by: float, bw: float, bh: float) -> tuple[int, int, int, int]:
+    """``Roi.setIntBounds`` for area ROIs: floor of the origin, ceil of the far corner."""
+    x, y = math.floor(bx), math.floor(by)
+    return x, y, math.ceil(bx + bw) - x, math.ceil(by + bh) - y
+
+
+# --- java.awt.geom: path flattening (FlatteningPathIterator, CubicCurve2D, QuadCurve2D, Line2D) ------
+
+
+def _pt_seg_dist_sq(x1: float, y1: float, x2: float, y2: float, px: float, py: float) -> float:
+    """``Line2D.ptSegDistSq`` (same operation order)."""
+    x2 -= x1
+    y2 -= y1
+    px -= x1
+    py -= y1
+    dot = px * x2 + py * y2
+    if dot <= 0.0:
+        proj = 0.0
+    else:
+        px = x2 - px
+        py = y2 - py
+        dot = px * x2 + py * y2
+        proj = 0.0 if dot <= 0.0 else dot * dot / (x2 * x2 + y2 * y2)
+    return max(px * px + py * py - proj, 0.0)
+
+
+def _flatten_curve(c: tuple[float, ...], level: int, emit: list[tuple[float, float]]) -> None:
+    """Recursive subdivision of ``FlatteningPathIterator`` (flatness 0.01, limit 10) of a quadratic (6
+    values) or cubic (8 values) curve; appends the end points of the flat pieces."""
+    if len(c) == 8:
+        x1, y1, cx1, cy1, cx2, cy2, x2, y2 = c
+        flat = max(_pt_seg_dist_sq(x1, y1, x2, y2, cx1, cy1), _pt_seg_dist_sq(x1, y1, x2, y2, cx2, cy2))
+        if level < _FLATTEN_LIMIT and not flat < _FLATNESS * _FLATNESS:
+            ax, ay = (x1 + cx1) / 2.0, (y1 + cy1) / 2.0  # CubicCurve2D.subdivide
+            bx, by = (x2 + cx2) / 2.0, (y2 + cy2) / 2.0
+            mx, my = (cx1 + cx2) / 2.0, (cy1 + cy2) / 2.0
+            lx, ly = (ax + mx) / 2.0, (ay + my) / 2.0
+            rx, ry = (bx + mx) / 2.0, (by + my) / 2.0
+            cx, cy = (lx + rx) / 2.0, (ly + ry) / 2.0
+            _flatten_curve((x1, y1, ax, ay, lx, ly, cx, cy), level + 1, emit)
+            _flatten_curve((cx, cy, rx, ry, bx, by, x2, y2), level + 1, emit)
+            return
+    else:
+        x1, y1, qx, qy, x2, y2 = c
+        if level < _FLATTEN_LIMIT and not _pt_seg_dist_sq(x1, y1, x2, y2, qx, qy) < _FLATNESS * _FLATNESS:
+            ax, ay = (x1 + qx) / 2.0, (y1 + qy) / 2.0  # QuadCurve2D.subdivide
+            bx, by = (x2 + qx) / 2.0, (y2 + qy) / 2.0
+            cx, cy = (ax + bx) / 2.0, (ay + by) / 2.0
+            _flatten_curve((x1, y1, ax, ay, cx, cy), level + 1, emit)
+            _flatten_curve((cx, cy, bx, by, x2, y2), level + 1, emit)
+            return
+    emit.append((c[-2], c[-1]))
+
+
+def _shape_polygon(segments: Sequence[tuple[int, Sequence[float]]]) -> tuple[np.ndarray, np.ndarray]:
+    """``ShapeRoi.getFloatPolygon(0.01, separateSubpaths=true, addPointForClose=false, relative)``.
+
+    Args:
+        segments: The path (``java.awt.geom.PathIterator`` segment types 0 moveTo, 1 lineTo, 2 quadTo,
+            3 cubicTo, 4 close, with float32 coordinates), as stored in a ``GeneralPath``.
+
+    Returns:
+        float32 ``(xs, ys)`` of the flattened path with NaN between sub-paths.
+    """
+    xp: list[float] = []
+    yp: list[float] = []
+    start = 0
+    cur = mov = (0.0, 0.0)
+
+    def add_nan() -> None:
+        if xp and not math.isnan(xp[-1]):
+            xp.append(math.nan)
+            yp.append(math.nan)
+
+    for kind, coords in segments:
+        c = [float(v) for v in coords]
+        if kind == 0:
+            add_nan()
+            start = len(xp)
+            cur = mov = (c[0], c[1])
+            pts = [cur]
+        elif kind == 1:
+            cur = (c[0], c[1])
+            pts = [cur]
+        elif kind in (2, 3):
+            pts = []
+            _flatten_curve((*cur, *c), 0, pts)
+            cur = (c[-2], c[-1])
+        else:
+            cur = mov
+            if xp and start < len(xp) and xp[-1] == xp[start] and yp[-1] == yp[start]:
+                xp.pop()
+                yp.pop()
+            add_nan()
+            continue
+        for px, py in pts:  # FlatteningPathIterator.currentSegment(float[]) casts to float
+            xp.append(float(np.float32(px)))
+            yp.append(float(np.float32(py)))
+    if xp and math.isnan(xp[-1]):
+        xp.pop()
+        yp.pop()
+    return np.array(xp, dtype=np.float32), np.array(yp, dtype=np.float32)
+
+
+def _general_path(array: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """``ShapeRoi.makeShapeFromArray``: segments of a composite ROI's path array as in a ``GeneralPath``
+    (float32; a moveTo right after a moveTo replaces it, repeated closes collapse)."""
+    arr = np.asarray(array, dtype=np.float32).ravel()
+    segs: list[tuple[int, np.ndarray]] = []
+    i = 0
+    while i < len(arr):
+        kind = int(arr[i])
+        nc = _PATH_NCOORDS.get(kind, 0)
+        if i + 1 + nc > len(arr):
+            break
+        coords = arr[i + 1 : i + 1 + nc]
+        i += 1 + nc
+        if kind not in _PATH_NCOORDS:
+            continue
+        if kind == 0 and segs and segs[-1][0] == 0:
+            segs[-1] = (0, coords)
+        elif not segs and kind != 0:  # Path2D.needRoom: IllegalPathStateException
+            raise ValueError("missing initial moveto in path definition")
+        elif not (kind == 4 and segs[-1][0] == 4):
+            segs.append((kind, coords))
+    return segs
+
+
+def _shape_mask(segments: list[tuple[int, np.ndarray]]) -> _RoiMask | None:
+    """``new ShapeRoi(shape).getMask()`` of a ``GeneralPath`` with absolute float32 coordinates."""
+    allc = np.concatenate([c for _, c in segments if len(c)]) if segments else np.zeros(0, np.float32)
+    if not len(allc):
         return None
-    row0, col0 = int(rr.min()), int(c0.min())
-    h, w = int(rr.max()) - row0 + 1, int(c1.max()) - col0
-    diff = np.zeros((h, w + 1), dtype=np.int32)
-    np.add.at(diff, (rr - row0, c0 - col0), 1)
-    np.add.at(diff, (rr - row0, c1 - col0), -1)
-    return row0, col0, np.cumsum(diff, axis=1)[:, :w] > 0
+    xs, ys = allc[0::2], allc[1::2]
+    x1, y1 = np.float32(xs.min()), np.float32(ys.min())  # Path2D.Float.getBounds2D (Java 17)
+    w, h = float(np.float32(xs.max() - x1)), float(np.float32(ys.max() - y1))
+    x, y = math.floor(float(x1)), math.floor(float(y1))  # Rectangle2D.getBounds
+    width, height = math.ceil(float(x1) + w) - x, math.ceil(float(y1) + h) - y
+    rel = [
+        (k, (c.astype(np.float64) - np.tile([float(x), float(y)], len(c) // 2)).astype(np.float32))
+        for k, c in segments
+    ]
+    px, py = _shape_polygon(rel)
+    return x, y, _ij_fill(px, py, width, height)
 
 
-def _fill_rect(left: float, top: float, right: float, bottom: float, shape: tuple[int, int]):
+def _round_rect_mask(x: int, y: int, w: int, h: int, arc: int) -> _RoiMask | None:
+    """``Roi.getMask`` of a rounded rectangle: ``new ShapeRoi(new RoundRectangle2D.Float(x, y, w, h,
+    arc, arc)).getMask()`` (path from ``RoundRectIterator``, translated in double, stored as float)."""
+    aw, ah = min(float(w), abs(float(arc))), min(float(h), abs(float(arc)))
+    segments = []
+    for kind, pts in _RR_SEGMENTS:
+        coords = []
+        for v0, v1, v2, v3 in pts:
+            coords += [(x + v0 * w + v1 * aw) + -x, (y + v2 * h + v3 * ah) + -y]
+        segments.append((kind, np.array(coords, dtype=np.float32)))
+    px, py = _shape_polygon(segments)
+    return x, y, _ij_fill(px, py, w, h)
+
+
+def _oval_mask(w: int, h: int) -> np.ndarray:
+    """``OvalRoi.getMask`` (ImageJ 1.53t) of the integer bounds ``w x h``."""
+    a, b = w / 2.0, h / 2.0
+    a2, b2 = a * a, b * b
+    xx = (np.arange(w) - (a - 0.5))[None, :]
+    yy = (np.arange(h) - (b - 0.5))[:, None]
+    return xx * xx / a2 + yy * yy / b2 <= 1.0
+
+
+# --- ij.gui.PolygonRoi: lengths, spline fit -------------------------------------------------------
+
+
+def _traced_perimeter(xp: np.ndarray, yp: np.ndarray, pw: float = 1.0, ph: float = 1.0) -> float:
+    """``PolygonRoi.getTracedPerimeter`` (ImageJ 1.53t) of an integer polygon along pixel edges.
+
+    ``sumdx * pw + sumdy * ph - nCorners * (pw + ph - sqrt(pw^2 + ph^2))`` where a vertex counts as a
+    corner if the side ending there is longer than 1 or the previous vertex was not counted.
+    """
+    n = len(xp)
+    if n < 4:
+        return 0.0
+    xp = np.asarray(xp, dtype=np.int64)
+    yp = np.asarray(yp, dtype=np.int64)
+    dx = xp - np.roll(xp, 1)
+    dy = yp - np.roll(yp, 1)
+    sides = (np.abs(dx) + np.abs(dy)).tolist()
+    corner, n_corners = False, 0
+    for side in sides:
+        if side > 1 or not corner:
+            corner = True
+            n_corners += 1
+        else:
+            corner = False
+    sumdx, sumdy = int(np.abs(dx).sum()), int(np.abs(dy).sum())
+    return sumdx * pw + sumdy * ph - n_corners * (pw + ph - math.sqrt(pw * pw + ph * ph))
+
+
+def _polygon_length(xp: np.ndarray, yp: np.ndarray) -> float:
+    """``PolygonRoi.getLength(int[] or float[], ..., closeShape=true, null)`` (sequential double sum)."""
+    if len(xp) < 2:
+        return 0.0
+    dx = (np.roll(xp, -1) - xp).astype(np.float64)  # int or float subtraction, then double
+    dy = (np.roll(yp, -1) - yp).astype(np.float64)
+    seg = np.sqrt(dx * dx + dy * dy)
+    length = 0.0
+    for v in seg.tolist():
+        length += v
+    return length
+
+
+def _smoothed_perimeter(xp: np.ndarray, yp: np.ndarray) -> float:
+    """``PolygonRoi.getSmoothedPerimeter`` / ``getFloatSmoothedPerimeter`` (freehand ROIs)."""
+    n = len(xp)
+    f = np.issubdtype(xp.dtype, np.floating)
+
+    def d3(a: np.ndarray, i: int, j: int, k: int) -> float:
+        if f:  # (xpf[i] + xpf[j] + xpf[k]) in float, / 3.0 in double
+            return float(np.float32(np.float32(a[i] + a[j]) + a[k])) / 3.0
+        return float(int(a[i]) + int(a[j]) + int(a[k])) / 3.0
+
+    length = 0.0
+    dx = d3(xp, 0, 1, 2) - float(xp[0])
+    dy = d3(yp, 0, 1, 2) - float(yp[0])
+    length += math.sqrt(dx * dx + dy * dy)
+    for i in range(1, n - 2):
+        if f:
+            dx = float(np.float32(xp[i + 2] - xp[i - 1])) / 3.0
+            dy = float(np.float32(yp[i + 2] - yp[i - 1])) / 3.0
+        else:
+            dx = float(int(xp[i + 2]) - int(xp[i - 1])) / 3.0
+            dy = float(int(yp[i + 2]) - int(yp[i - 1])) / 3.0
+        length += math.sqrt(dx * dx + dy * dy)
+    dx = float(xp[n - 1]) - d3(xp, n - 3, n - 2, n - 1)
+    dy = float(yp[n - 1]) - d3(yp, n - 3, n - 2, n - 1)
+    length += math.sqrt(dx * dx + dy * dy)
+    if f:
+        dx = float(np.float32(xp[n - 1] - xp[0]))
+        dy = float(np.float32(yp[n - 1] - yp[0]))
+    else:
+        dx = float(int(xp[n - 1]) - int(xp[0]))
+        dy = float(int(yp[n - 1]) - int(yp[0]))
+    return length + math.sqrt(dx * dx + dy * dy)
+
+
+def _uncalibrated_length(kind: int, xp: np.ndarray, yp: np.ndarray) -> float:
+    """``PolygonRoi.getUncalibratedLength`` of an area polygon (kind 2 polygon, 3 freehand, 4 traced)
+    with integer (``xp``) or float (``xpf``) relative coordinates, before spline fitting."""
+    n = len(xp)
+    floating = np.issubdtype(xp.dtype, np.floating)
+    if kind == 4:  # isTraced(); a float traced ROI has no int coordinates: getTracedPerimeter is NaN
+        return math.nan if floating else _traced_perimeter(xp, yp)
+    if kind == 2:
+        axis = np.all(((np.roll(xp, -1) - xp) == 0) | ((np.roll(yp, -1) - yp) == 0))
+        if axis and (not floating or (np.all(xp == np.trunc(xp)) and np.all(yp == np.trunc(yp)))):
+            return _traced_perimeter(xp.astype(np.int64), yp.astype(np.int64))
+    if n > 2 and kind == 3:
+        return _smoothed_perimeter(xp, yp)
+    return _polygon_length(xp, yp)
+
+
+def _spline_second_derivatives(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``SplineFitter.initSpline(float[] x, float[] y, n, closed=true)``: extended knots ``xx``, values
+    ``yy`` (float32) and second derivatives ``y2`` (double)."""
+    n = len(x)
+    e = min(_SPLINE_EXTEND, n - 1)
+    head = [np.float32(x[n - (e - i + 1)] - x[n - 1]) for i in range(e)]
+    tail = [np.float32(np.float32(x[i + 1 - (e + n)] - x[0]) + x[n - 1]) for i in range(e + n, n + 2 * e)]
+    xx = np.array([*head, *x, *tail], dtype=np.float32)
+    yy = np.concatenate(
+        [y[[n - (e - i + 1) for i in range(e)]], y, y[[i + 1 - (e + n) for i in range(e + n, n + 2 * e)]]]
+    ).astype(np.float32)
+    m = len(xx)
+    xd = xx.astype(np.float64)
+    yd = yy.astype(np.float64)
+    dxf = np.diff(xx).astype(np.float64)  # x[j+1] - x[j] in float
+    dx2f = (xx[2:] - xx[:-2]).astype(np.float64)  # x[j+1] - x[j-1] in float
+    y2 = [0.0] * m
+    u = [0.0] * m
+    for j in range(1, m - 1):
+        sig = (xd[j] - xd[j - 1]) / (xd[j + 1] - xd[j - 1])
+        p = sig * y2[j - 1] + 2.0
+        y2[j] = (sig - 1.0) / p
+        uj = (yd[j + 1] - yd[j]) / dxf[j] - (yd[j] - yd[j - 1]) / dxf[j - 1]
+        u[j] = (6.0 * uj / dx2f[j - 1] - sig * u[j - 1]) / p
+    y2[m - 1] = 0.0
+    for k in range(m - 2, -1, -1):
+        y2[k] = y2[k] * y2[k + 1] + u[k]
+    return xx, yy, np.array(y2)
+
+
+def _eval_spline(xx: np.ndarray, yy: np.ndarray, y2: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``SplineFitter.evalSpline(float[] x, float[] y, n, xp)`` for all ``t`` (bisection = searchsorted
+    on the strictly increasing knots)."""
+    n = len(xx)
+    klo = np.clip(np.searchsorted(xx.astype(np.float64), t, side="right") - 1, 0, n - 2)
+    khi = klo + 1
+    h = (xx[khi] - xx[klo]).astype(np.float64)
+    a = (xx[khi].astype(np.float64) - t) / h
+    b = (t - xx[klo].astype(np.float64)) / h
+    ylo, yhi = yy[klo].astype(np.float64), yy[khi].astype(np.float64)
+    val = a * ylo + b * yhi + ((a * a * a - a) * y2[klo] + (b * b * b - b) * y2[khi]) * (h * h) / 6.0
+    return np.where(h == 0.0, 0.0, val)
+
+
+def _fit_spline(xpf: np.ndarray, ypf: np.ndarray, n_eval: int) -> tuple[np.ndarray, np.ndarray]:
+    """``PolygonRoi.getSpline(n_eval)`` of a closed polygon (float32 relative coordinates): cubic splines
+    of x and y over the node positions ``sum sqrt(segment length)`` (float), evaluated at ``n_eval``
+    equidistant positions; returns float32 ``(xSpline, ySpline)``."""
+    n = len(xpf)
+    nodes = np.zeros(n + 1, dtype=np.float32)
+    last = np.float32(0.0)
+    for i in range(1, n + 1):  # the last node closes the polygon (xpf[n - 1] - xpf[0])
+        dx = np.float32(xpf[i] - xpf[i - 1]) if i < n else np.float32(xpf[n - 1] - xpf[0])
+        dy = np.float32(ypf[i] - ypf[i - 1]) if i < n else np.float32(ypf[n - 1] - ypf[0])
+        d = np.float32(math.sqrt(math.sqrt(float(np.float32(np.float32(dx * dx) + np.float32(dy * dy))))))
+        d = max(d, np.float32(0.001))
+        last = np.float32(last + d)
+        nodes[i] = last
+    xs = np.append(xpf[:n], xpf[0]).astype(np.float32)
+    ys = np.append(ypf[:n], ypf[0]).astype(np.float32)
+    scale = float(last) / float(n_eval - 1)
+    t = np.arange(n_eval) * scale
+    out = []
+    for v in (xs, ys):
+        kx, kv, y2 = _spline_second_derivatives(nodes, v)
+        out.append(_eval_spline(kx, kv, y2, t).astype(np.float32))
+    return out[0], out[1]
+
+
+def _polygon_roi_mask(
+    kind: int,
+    xp: np.ndarray,
+    yp: np.ndarray,
+    base: tuple[float, float],
+    bounds: tuple[int, int, int, int],
+    spline: bool,
+) -> _RoiMask | None:
+    """``PolygonRoi.getMask()`` (kind 2 polygon, 3 freehand, 4 traced) from ImageJ's state after
+    construction: coordinates relative to ``base`` = ``(getXBase(), getYBase())`` (int ``xp`` or float32
+    ``xpf``) and integer ``bounds`` ``(x, y, width, height)``. With ``spline``: ``fitSpline()`` (with
+    ``resetSplineFitBoundingRect()``) first, then the spline polygon is filled."""
+    if len(xp) == 0:
+        return None
+    x, y, w, h = bounds
+    if not spline:
+        if np.issubdtype(xp.dtype, np.floating):
+            return x, y, _ij_fill(xp, yp, w, h, base[0] - x, base[1] - y)
+        return x, y, _ij_fill(xp, yp, w, h)
+    length = _uncalibrated_length(kind, xp, yp)
+    n_eval = max(int(length / 2.0) if math.isfinite(length) else 0, 100)
+    xs, ys = _fit_spline(xp.astype(np.float32), yp.astype(np.float32), n_eval)
+    # resetSplineFitBoundingRect: absolute (float), new bounds, coordinates relative to them (float)
+    xs = xs + np.float32(base[0])
+    ys = ys + np.float32(base[1])
+    bx, by, bw, bh = _float_bounds(xs, ys)
+    x, y, w, h = _int_bounds(bx, by, bw, bh)
+    xs = xs - np.float32(bx)
+    ys = ys - np.float32(by)
+    return x, y, _ij_fill(xs, ys, w, h, bx - x, by - y)
+
+
+def _param_float(roi: Any) -> float:
+    """The float stored at header offset 52 (ellipse aspect ratio, rotated-rectangle width)."""
+    raw = np.array(
+        [int(roi.arrow_style_or_aspect_ratio) & 0xFF, int(roi.arrow_head_size) & 0xFF], dtype=np.uint8
+    ).tobytes() + int(roi.rounded_rect_arc_size & 0xFFFF).to_bytes(2, "big")
+    return float(np.frombuffer(raw, dtype=">f4")[0])
+
+
+def _make_relative(xpf: np.ndarray, ypf: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """``EllipseRoi/RotatedRectRoi.makePolygonRelative``: integer origin ``FloatPolygon.getBounds()``."""
+    x = math.floor(float(np.min(xpf)))
+    y = math.floor(float(np.min(ypf)))
+    return (xpf - np.float32(x)).astype(np.float32), (ypf - np.float32(y)).astype(np.float32), x, y
+
+
+def _ellipse_polygon(roi: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``EllipseRoi.makeEllipse`` (72 vertices, float32) from the stored end points and aspect ratio."""
+    x1, y1, x2, y2 = (float(np.float32(v)) for v in (roi.x1, roi.y1, roi.x2, roi.y2))
+    ratio = min(max(_param_float(roi), 0.0), 1.0)
+    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+    dx, dy = x2 - x1, y2 - y1
+    major = math.sqrt(dx * dx + dy * dy)
+    minor = major * ratio
+    alpha = math.atan2(dy, dx) * 180.0 / math.pi
+    xs, ys = [], []
+    for i in range(72):
+        beta1 = (i * 360.0 / 72.0) / 180.0 * math.pi
+        dx = math.cos(beta1) * major / 2.0
+        dy = math.sin(beta1) * minor / 2.0
+        beta2 = math.atan2(dy, dx)
+        rad = math.sqrt(dx * dx + dy * dy)
+        beta3 = beta2 + alpha / 180.0 * math.pi
+        xs.append(cx + math.cos(beta3) * rad)
+        ys.append(cy + math.sin(beta3) * rad)
+    return np.array(xs, dtype=np.float32), np.array(ys, dtype=np.float32)
+
+
+def _rotated_rect_polygon(roi: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``RotatedRectRoi.makeRectangle`` (5 vertices, float32) from the stored end points and width."""
+    x1, y1, x2, y2 = (float(np.float32(v)) for v in (roi.x1, roi.y1, roi.x2, roi.y2))
+    width = _param_float(roi)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        angle = float(np.arctan(np.float64(x2 - x1) / np.float64(y2 - y1)))
+    wsa = width / 2.0 * math.sin(1.5707963267948966 + angle)
+    wca = width / 2.0 * math.cos(1.5707963267948966 + angle)
+    xs = [x1 + wsa, x2 + wsa, x2 - wsa, x1 - wsa, x1 + wsa]
+    ys = [y1 + wca, y2 + wca, y2 - wca, y1 - wca, y1 + wca]
+    return np.array(xs, dtype=np.float32), np.array(ys, dtype=np.float32)
+
+
+def _imagej_roi_mask(roi: Any) -> _RoiMask | None:
+    """``RoiDecoder`` + ``Roi.getMask()`` of ImageJ 1.53t for an area ROI read by :mod:`roifile`.
+
+    Returns ``(x, y, mask)``: the boolean mask of the ROI's integer bounds with top-left image pixel
+    ``(x, y)`` (may lie partly outside the image), or None for an empty ROI.
+    """
+    rtype = roi.roitype
+    if roi.composite:  # RoiDecoder.getShapeRoi -> new ShapeRoi(float[]) -> getMask
+        return _shape_mask(_general_path(roi.multi_coordinates))
+    if rtype in (roifile.ROI_TYPE.RECT, roifile.ROI_TYPE.OVAL):
+        if roi.subpixelrect:  # new Roi(double x, y, w, h): (int) x, (int) y, (int) ceil(w), (int) ceil(h)
+            x, y = int(float(roi.xd)), int(float(roi.yd))
+            w, h = math.ceil(float(roi.widthd)), math.ceil(float(roi.heightd))
+        else:
+            x, y, w, h = int(roi.left), int(roi.top), int(roi.right - roi.left), int(roi.bottom - roi.top)
+        w, h = max(w, 1), max(h, 1)  # Roi(int, int, int, int): width < 1 -> 1
+        if rtype == roifile.ROI_TYPE.OVAL:
+            return x, y, _oval_mask(w, h)
+        if roi.rounded_rect_arc_size > 0:
+            return _round_rect_mask(x, y, w, h, int(roi.rounded_rect_arc_size))
+        return x, y, np.ones((h, w), dtype=bool)
+    spline = roi.version >= 218 and bool(roi.options & roifile.ROI_OPTIONS.SPLINE_FIT)
+    if rtype == roifile.ROI_TYPE.FREEHAND and roi.subtype in (
+        roifile.ROI_SUBTYPE.ELLIPSE,
+        roifile.ROI_SUBTYPE.ROTATED_RECT,
+    ):
+        if roi.subtype == roifile.ROI_SUBTYPE.ELLIPSE:
+            xpf, ypf = _ellipse_polygon(roi)
+        else:
+            xpf, ypf = _rotated_rect_polygon(roi)
+        if not (np.all(np.isfinite(xpf)) and np.all(np.isfinite(ypf))):
+            return None  # degenerate parameters (e.g. a rotated rectangle of length 0)
+        xr, yr, x, y = _make_relative(xpf, ypf)
+        # FloatPolygon.getBounds(): (int) (maxX - iMinX + 0.5), maxX - iMinX in float
+        w = int(float(np.float32(max(np.float32(np.max(xpf)), _JAVA_FLOAT_MIN) - np.float32(x))) + 0.5)
+        h = int(float(np.float32(max(np.float32(np.max(ypf)), _JAVA_FLOAT_MIN) - np.float32(y))) + 0.5)
+        return _polygon_roi_mask(3, xr, yr, (float(x), float(y)), (x, y, w, h), spline)
+    kind = {roifile.ROI_TYPE.POLYGON: 2, roifile.ROI_TYPE.FREEHAND: 3, roifile.ROI_TYPE.TRACED: 4}[rtype]
+    if roi.subpixel_coordinates is not None:  # PolygonRoi(float[], float[], n, type)
+        xy = np.asarray(roi.subpixel_coordinates, dtype=np.float32).reshape(-1, 2)
+        if len(xy) == 0:
+            return None
+        bx, by, bw, bh = _float_bounds(xy[:, 0], xy[:, 1])  # finishPolygon
+        xr = (xy[:, 0] - np.float32(bx)).astype(np.float32)
+        yr = (xy[:, 1] - np.float32(by)).astype(np.float32)
+        return _polygon_roi_mask(kind, xr, yr, (bx, by), _int_bounds(bx, by, bw, bh), spline)
+    if roi.integer_coordinates is None or len(roi.integer_coordinates) == 0:
+        return None
+    xy = np.asarray(roi.integer_coordinates, dtype=np.int64).reshape(-1, 2) + np.array([roi.left, roi.top])
+    x, y = int(xy[:, 0].min()), int(xy[:, 1].min())  # java.awt.Polygon.getBounds()
+    w, h = int(xy[:, 0].max()) - x, int(xy[:, 1].max()) - y
+    return _polygon_roi_mask(kind, xy[:, 0] - x, xy[:, 1] - y, (float(x), float(y)), (x, y, w, h), spline)
+
+
+def _clip_mask(m: _RoiMask | None, shape: tuple[int, int]) -> tuple[int, int, np.ndarray] | None:
+    """Part of a ROI mask inside the image: ``(row0, col0, mask)`` or None if it covers no pixel."""
+    if m is None:
+        return None
+    x, y, mask = m
     height, width = shape
-    r0, r1 = int(np.clip(top, 0, height)), int(np.clip(bottom, 0, height))
-    c0, c1 = int(np.clip(left, 0, width)), int(np.clip(right, 0, width))
+    r0, c0 = max(y, 0), max(x, 0)
+    r1, c1 = min(y + mask.shape[0], height), min(x + mask.shape[1], width)
     if r1 <= r0 or c1 <= c0:
         return None
-    return r0, c0, np.ones((r1 - r0, c1 - c0), dtype=bool)
-
-
-def _fill_oval(left: float, top: float, right: float, bottom: float, shape: tuple[int, int]):
-    """ImageJ OvalRoi.getMask: pixel centre inside the ellipse inscribed in the bounds (<= 1)."""
-    height, width = shape
-    a, b = (right - left) / 2.0, (bottom - top) / 2.0
-    if a <= 0 or b <= 0:
+    sub = mask[r0 - y : r1 - y, c0 - x : c1 - x]
+    if not sub.any():
         return None
-    r0, r1 = int(max(math.floor(top), 0)), int(min(math.ceil(bottom), height))
-    c0, c1 = int(max(math.floor(left), 0)), int(min(math.ceil(right), width))
-    if r1 <= r0 or c1 <= c0:
-        return None
-    yy = (np.arange(r0, r1) + 0.5 - (top + b))[:, None]
-    xx = (np.arange(c0, c1) + 0.5 - (left + a))[None, :]
-    mask = xx * xx / (a * a) + yy * yy / (b * b) <= 1.0
-    if not mask.any():
-        return None
-    return r0, c0, mask
+    return r0, c0, sub
 
 
 _REGION_TYPES = {
@@ -987,33 +1569,12 @@ def _roi_desc(index: int, roi: Any) -> str:
 
 
 def _rasterise_roi(roi: Any, shape: tuple[int, int], path: Path, index: int):
-    """Pixel mask of an area ROI in image coordinates: (row0, col0, mask) or None."""
-    rtype = roi.roitype
-    if roi.composite:
-        try:
-            loops = roi.coordinates(multi=True)
-        except (NotImplementedError, RuntimeError) as exc:
-            raise DataFileError(path, f"{_roi_desc(index, roi)}: unsupported composite ROI ({exc})") from exc
-        return _fill_polygons(loops, shape)
-    if rtype == roifile.ROI_TYPE.RECT:
-        if roi.rounded_rect_arc_size:
-            logger.warning(
-                "%s: %s is a rounded rectangle; rasterised as a plain rectangle", path, _roi_desc(index, roi)
-            )
-        if roi.subpixelrect:
-            x, y, w, h = roi.xd, roi.yd, roi.widthd, roi.heightd
-            corners = np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])
-            return _fill_polygons([corners], shape)
-        return _fill_rect(roi.left, roi.top, roi.right, roi.bottom, shape)
-    if rtype == roifile.ROI_TYPE.OVAL:
-        if roi.subpixelrect:
-            return _fill_oval(roi.xd, roi.yd, roi.xd + roi.widthd, roi.yd + roi.heightd, shape)
-        return _fill_oval(roi.left, roi.top, roi.right, roi.bottom, shape)
-    if roi.options & roifile.ROI_OPTIONS.SPLINE_FIT:
-        logger.warning(
-            "%s: %s is spline-fitted; rasterised from its control polygon", path, _roi_desc(index, roi)
-        )
-    return _fill_polygons([roi.coordinates()], shape)
+    """Pixel mask of an area ROI in image coordinates (ImageJ 1.53t exactly): (row0, col0, mask) or None."""
+    try:
+        m = _imagej_roi_mask(roi)
+    except (ValueError, IndexError, KeyError) as exc:
+        raise DataFileError(path, f"{_roi_desc(index, roi)}: unsupported or corrupt ROI ({exc})") from exc
+    return _clip_mask(m, shape)
 
 
 def _roi_z(roi: Any) -> int | None:
@@ -1043,14 +1604,18 @@ def read_rois(path: PathLike, shape: Sequence[int]) -> RoiAnnotation:
       (unless the ROI has ImageJ's draw-offset flag).
     * Line-type ROIs (line, polyline, freeline, angle) and text/image overlays are skipped (warning).
 
-    Rasterisation follows ImageJ exactly for polygon-type and composite ROIs (``PolygonFiller``: pixel
-    ``(x, y)`` is inside iff its centre ``(x + 0.5, y + 0.5)`` is inside the polygon, even-odd rule,
-    centres exactly on an edge count as inside for right and outside for left boundaries; this holds for
-    integer and sub-pixel coordinates). Rectangles: the integer rectangle ``left <= x < right``,
-    ``top <= y < bottom`` (sub-pixel rectangles as polygons). Ovals: ImageJ's ``OvalRoi.getMask``,
-    pixel centre inside the ellipse inscribed in the bounding rectangle (boundary included).
-    Deviations from ImageJ: spline-fitted ROIs are filled from their control polygon (ImageJ fills the
-    spline), rounded rectangles as plain rectangles, composite ROIs with curve segments are rejected.
+    Rasterisation is ImageJ 1.53t's, pixel for pixel (a port of ``RoiDecoder`` + ``Roi.getMask``; checked
+    against masks made by ImageJ 1.53t itself, see ``tests/test_imagej_parity.py``): polygon, freehand,
+    traced and composite ROIs with ``PolygonFiller`` (pixel ``(x, y)`` is inside iff its centre ``(x +
+    0.5, y + 0.5)`` is inside, even-odd rule; an edge from ``y1`` to ``y2`` covers the rows with ``y1 <
+    row + 0.5 <= y2`` and a centre exactly on an edge is inside for a right and outside for a left
+    boundary; sub-pixel coordinates in ImageJ's float precision); rectangles and ovals by their integer
+    bounds (sub-pixel ones too: ``(int) x``, ``(int) y``, ``ceil(width)``, ``ceil(height)``, at least 1
+    pixel), ovals with ``OvalRoi.getMask`` (pixel centre inside the ellipse inscribed in the integer
+    bounds); rounded rectangles as the flattened ``java.awt`` round rectangle; spline-fitted ROIs by
+    their fitted spline (``PolygonRoi.fitSpline``: ``max(100, length / 2)`` points); ellipse and rotated
+    rectangle ROIs from their parameters; curve segments of composite ROIs flattened as by Java
+    (``FlatteningPathIterator``, flatness 0.01).
     Everything is clipped to the image.
 
     3D (``len(shape) == 3``): the slice of each ROI is its hyperstack z position (``roi.z_position``)
@@ -1420,9 +1985,11 @@ def read_points_csv(
 
     With a header (recommended; names case-insensitive, surrounding spaces ignored): columns ``y``,
     ``x`` (and ``z`` in 3D) hold pixel coordinates, an optional ``class`` (or ``label``) column the class
-    (default 1); napari's ``axis-0``, ``axis-1``[, ``axis-2``] columns are accepted as array-order
-    coordinates. Other columns (e.g. ``index``, ``y_um``) are ignored. Without a header (first row all
-    numeric) the columns are, in order, ``y, x[, class]`` in 2D and ``z, y, x[, class]`` in 3D.
+    (default 1); napari's ``axis-0``, ``axis-1``[, ``axis-2``] columns (napari's points CSV, also
+    written by :func:`write_points_csv` with ``napari=True``) are accepted as array-order coordinates
+    where ``y`` / ``x`` / ``z`` are missing. Other columns (e.g. ``index``, ``y_um``) are ignored.
+    Without a header (first row all numeric) the columns are, in order, ``y, x[, class]`` in 2D and
+    ``z, y, x[, class]`` in 3D.
     Empty lines and lines starting with ``#`` are skipped.
 
     Coordinates are in pixels, array order, integer values at pixel centres (a point at ``y = 10``
@@ -1525,6 +2092,8 @@ def write_points_csv(
     points: np.ndarray,
     classes: np.ndarray | Sequence[int] | None = None,
     element_size: Sequence[float] | None = None,
+    *,
+    napari: bool = False,
 ) -> None:
     """Write points as CSV readable by :func:`read_points_csv` (atomic).
 
@@ -1532,11 +2101,19 @@ def write_points_csv(
     ``z_um`` (3D), ``y_um``, ``x_um`` (micrometres, ``pixel * element_size``). Values are written with
     full float precision.
 
+    With ``napari=True`` the table starts with the columns of napari's points CSV format, ``index``
+    (0, 1, ...), ``axis-0``, ``axis-1`` (and ``axis-2`` in 3D), the same coordinates in array order, so
+    that napari's built-in reader (``napari_builtins`` ``csv_to_layer_data``: a header containing
+    ``axis-0`` and ``axis-1``, ``index`` first) opens the file as a Points layer as it is; the other
+    columns (``y``, ``x``, ``class``, ...) become point features. :func:`read_points_csv` reads both
+    layouts (and files written by napari).
+
     Args:
         path: Output ``.csv`` file.
         points: ``(N, 2)`` ``(y, x)`` or ``(N, 3)`` ``(z, y, x)`` coordinates in pixels.
         classes: ``(N,)`` integer classes, default all 1.
         element_size: Voxel size in µm per spatial axis, or None.
+        napari: Also write napari's ``index, axis-0, axis-1[, axis-2]`` columns (first).
     """
     p = Path(path)
     pts = np.asarray(points, dtype=np.float64)
@@ -1550,7 +2127,8 @@ def write_points_csv(
     if cls.shape != (len(pts),):
         raise ValueError(f"{p}: classes must have shape ({len(pts)},), got {cls.shape}")
     axes = ("z", "y", "x")[3 - ndim :]
-    fields = [*axes, "class"]
+    napari_axes = [f"axis-{k}" for k in range(ndim)] if napari else []
+    fields = (["index", *napari_axes] if napari else []) + [*axes, "class"]
     if element_size is not None:
         es = tuple(float(s) for s in element_size)
         if len(es) != ndim:
@@ -1558,7 +2136,11 @@ def write_points_csv(
         fields += [f"{a}_um" for a in axes]
     rows = []
     for k in range(len(pts)):
-        row: dict[str, Any] = {a: repr(float(v)) for a, v in zip(axes, pts[k], strict=True)}
+        row: dict[str, Any] = {}
+        if napari:
+            row["index"] = k
+            row.update({a: repr(float(v)) for a, v in zip(napari_axes, pts[k], strict=True)})
+        row.update({a: repr(float(v)) for a, v in zip(axes, pts[k], strict=True)})
         row["class"] = int(cls[k])
         if element_size is not None:
             row.update({f"{a}_um": repr(float(v) * s) for a, v, s in zip(axes, pts[k], es, strict=True)})
@@ -1963,8 +2545,12 @@ def atomic_zarr(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if _disk_full(e):
+            raise OSError(
+                errno.ENOSPC, f"{final}: disk full (no space left on the device); nothing written"
+            ) from e
         raise
 
 

@@ -256,7 +256,9 @@ class FolderSource:
         items = []
         for image_path, ann_path in pairs:
             try:
-                data = io.read_image(image_path, spatial_dims=self.spatial_dims, channel_axis=self.channel_axis)
+                data = io.read_image(
+                    image_path, spatial_dims=self.spatial_dims, channel_axis=self.channel_axis
+                )
             except io.DataFileError as e:
                 if f"but spatial_dims={self.spatial_dims}" not in str(e):
                     raise

@@ -424,3 +424,20 @@ def test_exact_resume_from_a_mid_epoch_checkpoint(tmp_path) -> None:
     b = dict(_losses(resumed))
     assert sorted(b) == [4, 5]  # only the steps after the checkpoint were run again
     assert [b[s] for s in (4, 5)] == pytest.approx([a[s] for s in (4, 5)], rel=1e-6, abs=1e-7)
+
+
+def test_tensorboard_hparams_dashboard_and_panel_steps(tmp_path) -> None:
+    """HPARAMS lists the run with its metrics; image panels share the step of the val scalars."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = _cfg(tmp_path, [*FAST, *FAST_2D, "trainer.max_epochs=2", "model.log_images=true"])
+    train(cfg)
+    acc = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"tensors": 0, "images": 0, "scalars": 0})
+    acc.Reload()
+    plugin = acc.PluginTagToContent("hparams")
+    assert "_hparams_/experiment" in plugin and b"hp/best_iou" in plugin["_hparams_/experiment"]
+    best = acc.Scalars("hp/best_iou")
+    assert 0.0 <= best[-1].value <= 1.0 and best[-1].step > 0  # the placeholder at step 0, then the best
+    scalar_steps = [e.step for e in acc.Scalars("val/iou")]
+    image_steps = [e.step for e in acc.Images("val/input")]
+    assert scalar_steps == image_steps and len(scalar_steps) == 2

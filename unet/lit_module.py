@@ -153,7 +153,7 @@ class LitUNet(L.LightningModule):
             use = bool(counted) and math.isfinite(float(v))
             self._val_sums[k] = self._val_sums.get(k, 0.0) + (float(v) if use else 0.0)
             self._val_counts[k] = self._val_counts.get(k, 0) + int(use)
-        if batch_idx == 0 and self.log_images:
+        if batch_idx == 0 and self.log_images and not self.trainer.sanity_checking:
             self._log_panels(prepared, probs)
 
     def on_validation_epoch_end(self) -> None:
@@ -213,8 +213,11 @@ class LitUNet(L.LightningModule):
             "prediction": plane(probs.argmax(0)) / k,
             "foreground_probability": plane(1 - probs[0]),
         }
+        # the step Lightning logs the val/* scalars at, so panels and scalars line up in TensorBoard
+        step = getattr(getattr(self.trainer.fit_loop, "epoch_loop", None), "_batches_that_stepped", None)
+        step = self.global_step if step is None else step
         for name, img in panels.items():
-            logger.experiment.add_image(f"val/{name}", np.clip(img, 0, 1)[None], self.global_step)
+            logger.experiment.add_image(f"val/{name}", np.clip(img, 0, 1)[None], step)
 
     # checkpoints carry the model card and the RNG states (exact resume) ----------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -153,10 +153,21 @@ def train(cfg: DictConfig) -> float | None:
                 cfg.trainer.get("max_time"),
             ),
         )
+    hp_metrics = {f"hp/best_{m.split('/')[-1]}": float("nan") for m in _hp_metrics(model.task)}
     if trainer.logger is not None:
-        trainer.logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        # with metrics, TensorBoard's HPARAMS dashboard lists the run; their values come at the end of fit
+        params = OmegaConf.to_container(cfg, resolve=True)
+        if hp_metrics and hasattr(trainer.logger, "log_hyperparams"):
+            trainer.logger.log_hyperparams(params, metrics=hp_metrics)
+        else:
+            trainer.logger.log_hyperparams(params)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     value = _best_metric(trainer, cfg.get("optimized_metric"))
+    if trainer.logger is not None and trainer.is_global_zero:
+        best = _best_scores(trainer, model.task)
+        if best:
+            trainer.logger.log_metrics(best, step=trainer.global_step)
+            trainer.logger.save()
     if trainer.is_global_zero:
         ckpt = trainer.checkpoint_callback
         log.info(
@@ -166,6 +177,28 @@ def train(cfg: DictConfig) -> float | None:
             getattr(ckpt, "best_model_path", None) or "-",
         )
     return value
+
+
+def _hp_metrics(task: Any) -> list[str]:
+    """The validation metrics shown in TensorBoard's HPARAMS table: the task's monitor first."""
+    names = [task.monitor] + [m for m in ("val/iou", "val/f1", "val/loss") if m != task.monitor]
+    return names if task.name == "segmentation" else [task.monitor, "val/count_error", "val/loss"]
+
+
+def _best_scores(trainer: Any, task: Any) -> dict[str, float]:
+    """``hp/best_<metric>``: the monitor's best value (the best checkpoint's), the others as of the last
+    validation."""
+    out = {}
+    ckpt = trainer.checkpoint_callback
+    best = getattr(ckpt, "best_model_score", None)
+    if best is not None:
+        out[f"hp/best_{task.monitor.split('/')[-1]}"] = float(best)
+    for name in _hp_metrics(task):
+        key = f"hp/best_{name.split('/')[-1]}"
+        value = trainer.callback_metrics.get(name)
+        if key not in out and value is not None:
+            out[key] = float(value)
+    return out
 
 
 def _best_metric(trainer: Any, name: str | None) -> float | None:

@@ -474,3 +474,48 @@ def test_command_lines(tmp_path: Path) -> None:
     mean = next(line for line in lines if line.startswith("mean")).split()
     assert mean[3:] == ["1.0000"] * 5 + ["0"]  # mean_iou, precision, recall, f1, ap, count_error
     assert (pred / "evaluation" / "metrics.csv").exists()
+
+
+def test_two_processes_give_the_outputs_of_one(tmp_path: Path) -> None:
+    """predict.py devices=2 (Lightning Fabric, DDP over gloo on the CPU) shards the inputs: every output is
+    that of the single-process run and summary.csv is merged in input order."""
+    ckpt = _checkpoint(tmp_path / "m.ckpt", 2)
+    src = tmp_path / "in"
+    for i in range(3):
+        io.write_tiff(src / f"img{i}.tif", _image((40 + 8 * i, 36)), element_size=(1.0, 1.0))
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    outs = {}
+    for n in (1, 2):
+        out = tmp_path / f"out{n}"
+        r = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "predict.py"),
+                f"ckpt_path={ckpt}",
+                f"input={src}",
+                f"output_dir={out}",
+                f"devices={n}",
+                "progress=false",
+                f"hydra.run.dir={tmp_path}/run{n}",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=300,
+        )
+        assert r.returncode == 0, r.stderr[-3000:]
+        outs[n] = out
+    names = sorted(p.name for p in outs[1].iterdir())
+    assert names == sorted(p.name for p in outs[2].iterdir())  # no part files or temporaries left
+    for name in names:
+        if name.endswith("_probabilities.tif"):
+            a, b = (io.read_image(outs[n] / name).array for n in (1, 2))
+            assert np.array_equal(a, b)
+        elif name.endswith((".csv", "_labels.tif")):
+            assert (outs[1] / name).read_bytes() == (outs[2] / name).read_bytes(), name
+    assert [ln.split(",")[0] for ln in (outs[2] / "summary.csv").read_text().splitlines()[1:]] == [
+        "img0",
+        "img1",
+        "img2",
+    ]

@@ -432,7 +432,9 @@ def test_tensorboard_hparams_dashboard_and_panel_steps(tmp_path) -> None:
 
     cfg = _cfg(tmp_path, [*FAST, *FAST_2D, "trainer.max_epochs=2", "model.log_images=true"])
     train(cfg)
-    acc = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"tensors": 0, "images": 0, "scalars": 0})
+    acc = EventAccumulator(
+        str(tmp_path / "tensorboard"), size_guidance={"tensors": 0, "images": 0, "scalars": 0}
+    )
     acc.Reload()
     plugin = acc.PluginTagToContent("hparams")
     assert "_hparams_/experiment" in plugin and b"hp/best_iou" in plugin["_hparams_/experiment"]

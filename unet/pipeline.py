@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as _instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from unet.checkpoint import load_checkpoint, load_project_checkpoint
@@ -157,7 +158,7 @@ def train(cfg: DictConfig) -> float | None:
     if trainer.logger is not None:
         # with metrics, TensorBoard's HPARAMS dashboard lists the run; their values come at the end of fit
         params = OmegaConf.to_container(cfg, resolve=True)
-        if hp_metrics and hasattr(trainer.logger, "log_hyperparams"):
+        if hp_metrics and isinstance(trainer.logger, TensorBoardLogger):
             trainer.logger.log_hyperparams(params, metrics=hp_metrics)
         else:
             trainer.logger.log_hyperparams(params)

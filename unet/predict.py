@@ -532,6 +532,8 @@ def predict_files(
     out_of_core_mib: float = 1024.0,
     progress: bool = True,
     fail_fast: bool = False,
+    shard: tuple[int, int] = (0, 1),
+    barrier: Callable[[], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Predict image files with a checkpoint and write labels, ROIs, points, measurements and a summary.
 
@@ -556,6 +558,10 @@ def predict_files(
         progress: Show tqdm progress bars (images and tiles).
         fail_fast: Stop at the first image that fails; by default every other image is still predicted and
             :class:`PredictionFailed` lists the failures at the end.
+        shard: ``(rank, world_size)``: this process predicts inputs ``rank, rank + world_size, ...`` of the
+            sorted input list (``predict.py devices=N num_nodes=M`` sets it through Lightning Fabric). With
+            more than one process each writes its part of the summary, ``barrier`` (required then) waits for
+            all, and rank 0 merges ``summary.csv`` in input order and raises for every failed image.
 
     Returns:
         The summary rows (as written to ``summary.csv``), one per predicted input in input order.
@@ -592,6 +598,11 @@ def predict_files(
             "tile memory budget %.0f MiB (from this machine; memory_budget_mib= overrides)", memory_budget_mib
         )
     ooc_bytes = float(out_of_core_mib) * _MIB
+    rank, world = (int(shard[0]), int(shard[1]))
+    if world > 1 and barrier is None:
+        raise ValueError("predicting with several processes needs a barrier to merge the summary")
+    order = {_stem(p): i for i, p in enumerate(paths)}
+    paths = paths[rank::world]
     failures: list[tuple[Path, str]] = []
     jobs = []
     for p in paths:  # every input is opened and checked before anything is predicted
@@ -605,7 +616,7 @@ def predict_files(
                 raise
             log.error("%s: skipped: %s", p, e)
             failures.append((p, _reason(e, p)))
-    if not jobs:  # nothing to predict: nothing is written
+    if not jobs and failures and world == 1:  # nothing to predict: nothing is written
         raise PredictionFailed(failures, [])
     out_dir.mkdir(parents=True, exist_ok=True)
     for job in jobs:  # hidden temporaries a killed run left behind
@@ -653,6 +664,10 @@ def predict_files(
         row = dict(in_memory.get(job.name, {"image": job.name, "count": None}))
         row["probabilities"] = job.probabilities.name
         summary.append(row)
+    if world > 1:
+        summary, failures = _merge_shards(out_dir, rank, world, summary, failures, order, barrier)
+        if rank != 0:
+            return summary  # rank 0 writes the merged summary and reports every failure
     fields = ["image", "count"]
     for row in summary:
         fields += [k for k in row if k not in fields and k != "probabilities"]
@@ -660,6 +675,44 @@ def predict_files(
     if failures:
         raise PredictionFailed(failures, summary)
     return summary
+
+
+def _merge_shards(
+    out_dir: Path,
+    rank: int,
+    world: int,
+    summary: list[dict[str, Any]],
+    failures: list[tuple[Path, str]],
+    order: Mapping[str, int],
+    barrier: Callable[[], None],
+) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
+    """Every rank writes its summary rows and failures to a part file; after the barrier rank 0 merges them
+    in input order (and removes the parts); other ranks get their own rows back."""
+    import json
+
+    part = out_dir / f".summary.part{rank:05d}.json"
+
+    def plain(v: Any) -> Any:
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    rows = [{k: plain(v) for k, v in r.items()} for r in summary]
+    payload = {"rows": rows, "failures": [[str(p), why] for p, why in failures]}
+    with io.atomic_write(part) as tmp:
+        tmp.write_text(json.dumps(payload, default=str))
+    barrier()
+    if rank != 0:
+        return summary, failures
+    merged_rows: list[dict[str, Any]] = []
+    merged_failures: list[tuple[Path, str]] = []
+    for r in range(world):
+        path = out_dir / f".summary.part{r:05d}.json"
+        data = json.loads(path.read_text())
+        merged_rows += data["rows"]
+        merged_failures += [(Path(p), why) for p, why in data["failures"]]
+        path.unlink()
+    merged_rows.sort(key=lambda row: order.get(str(row["image"]), 0))
+    merged_failures.sort(key=lambda f: order.get(_stem(f[0]), 0))
+    return merged_rows, merged_failures
 
 
 #: file endings of exported models (``python -m unet.export``) that predict accepts instead of a checkpoint
@@ -736,11 +789,13 @@ _CONFIG_KEYS = {
     "progress": "progress",
     "fail_fast": "fail_fast",
 }
+#: ``conf/predict.yaml`` keys for the processes (``predict.py`` launches them with Lightning Fabric)
+_LAUNCH_KEYS = ("devices", "num_nodes")
 
 
 def config_to_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """``conf/predict.yaml`` values (plain mapping, resolved) -> :func:`predict_files` keyword arguments."""
-    unknown = sorted(set(cfg) - set(_CONFIG_KEYS) - {"hydra"})
+    unknown = sorted(set(cfg) - set(_CONFIG_KEYS) - set(_LAUNCH_KEYS) - {"hydra"})
     if unknown:
         raise ValueError(f"unknown predict option(s) {unknown}; known: {sorted(_CONFIG_KEYS)}")
     for key in ("ckpt_path", "input", "output_dir"):
@@ -750,6 +805,26 @@ def config_to_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run(cfg: Mapping[str, Any]) -> tuple[list[dict[str, Any]], Path]:
-    """``predict.py``: predict with the options of ``conf/predict.yaml``; -> (summary rows, output dir)."""
+    """``predict.py``: predict with the options of ``conf/predict.yaml``; -> (summary rows, output dir).
+
+    ``devices``/``num_nodes`` above 1 (or a launch by torchrun/SLURM with several tasks) shard the inputs over
+    processes with Lightning Fabric (DDP strategy; gloo on CPUs, NCCL on GPUs): each process predicts its
+    share on its own device, every output is written once and atomically, and rank 0 merges the summary.
+    """
     kwargs = config_to_kwargs(cfg)
+    devices, num_nodes = int(cfg.get("devices", 1) or 1), int(cfg.get("num_nodes", 1) or 1)
+    if devices * num_nodes > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from lightning.fabric import Fabric
+
+        cuda = str(kwargs.get("device", "cpu")).startswith("cuda")
+        fabric = Fabric(
+            accelerator="cuda" if cuda else "cpu", devices=devices, num_nodes=num_nodes, strategy="ddp"
+        )
+        fabric.launch()
+        kwargs.update(
+            device=fabric.device,
+            shard=(fabric.global_rank, fabric.world_size),
+            barrier=fabric.barrier,
+            progress=bool(kwargs.get("progress", True)) and fabric.global_rank == 0,
+        )
     return predict_files(**kwargs), Path(kwargs["output_dir"])

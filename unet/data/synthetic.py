@@ -113,9 +113,9 @@ def synthetic_brightfield(
     radius: tuple[float, float] = (4.0, 7.0),
     element_size: Sequence[float] = (1.0, 0.5, 0.5),
     min_visible: float = 0.8,
-    absorption: float = 0.08,
+    absorption: float = 0.12,
     phase: float = 1.0,
-    noise: float = 0.015,
+    noise: float = 0.01,
     psf_sigma: tuple[float, float] = (1.2, 0.8),
     channels: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -134,7 +134,7 @@ def synthetic_brightfield(
     * a widefield PSF, elongated along z (``psf_sigma`` = (z, yx) in µm), uneven illumination (a smooth
       multiplicative field, about +-20 %) and Gaussian noise.
 
-    The contrast is low (a few per cent of the background) and not monotone in the labels, which is what
+    The contrast is low (about a tenth of the background) and not monotone in the labels, which is what
     makes brightfield segmentation harder than fluorescence.
 
     Returns:

@@ -39,9 +39,10 @@ most ``out_of_core_mib / 8`` MiB, tiles are read, normalised and predicted one b
 stride, so each tile fills whole chunks; written under a hidden temporary name and renamed when complete).
 Peak memory is thus bounded by the tile batch, not by the image. Limits: the image must already be at the
 model's element size (rescaling needs the whole image; a clear error is raised while checking the inputs,
-before anything is predicted), the normalisation must be ``minmax`` or ``none``, and labels, ROIs, points
-and measurements are not computed (a note is logged; such images appear in ``summary.csv`` with an empty
-count). ``out_of_core_mib=0`` sends every image down this path.
+before anything is predicted) and the normalisation must be ``minmax`` or ``none``. Instance labels
+(``<stem>_labels.zarr``, uint32, the same ids as in core), the objects table, ROIs and points are then made
+block by block with bounded memory (:mod:`unet.ooc`; connected components, the watershed needs the whole
+mask). ``out_of_core_mib=0`` sends every image down this path.
 
 Tile shape: ``tile_shape`` if given; else the largest valid tile within ``memory_budget_mib``
 (:func:`unet.memory.tile_shape_for_budget`, capped at the image plus its halo); else one tile covering
@@ -97,6 +98,7 @@ OUTPUT_SUFFIXES: dict[str, str] = {
     "probabilities": "_probabilities.tif",
     "probabilities_zarr": "_probabilities.zarr",
     "labels": "_labels.tif",
+    "labels_zarr": "_labels.zarr",
     "rois": "_rois.zip",
     "points": "_points.csv",
     "objects": "_objects.csv",
@@ -151,7 +153,9 @@ def _is_own_output(path: Path, output_dir: Path | None) -> bool:
     if output_dir is None or path.parent.resolve() != output_dir.resolve():
         return False
     low = path.name.lower()
-    return low.endswith(tuple(OUTPUT_SUFFIXES[k] for k in ("probabilities", "probabilities_zarr", "labels")))
+    return low.endswith(
+        tuple(OUTPUT_SUFFIXES[k] for k in ("probabilities", "probabilities_zarr", "labels", "labels_zarr"))
+    )
 
 
 def list_inputs(
@@ -287,9 +291,8 @@ def _plan_job(
                 f"{what} supports minmax or no normalisation, the model uses {card.normalization!r}"
             )
     name = _stem(path)
-    roles = ["probabilities_zarr"] if out_of_core else ["probabilities", "labels", "rois", "objects"]
-    if not out_of_core and task.name == "detection":
-        roles.append("points")
+    roles = ["probabilities_zarr", "labels_zarr"] if out_of_core else ["probabilities", "labels"]
+    roles += ["rois", "objects"] + (["points"] if task.name == "detection" else [])
     outputs = {r: output_dir / f"{name}{OUTPUT_SUFFIXES[r]}" for r in roles}
     return _Job(path, name, int(data.array.shape[0]), shape, es, out_of_core, outputs)
 
@@ -478,8 +481,8 @@ def _predict_in_memory(job: _Job, net, task, card, choose_tile, *, batch_size, t
 
 
 def _predict_out_of_core(
-    job: _Job, net, card, choose_tile, *, batch_size, tta, device, progress, block_bytes: float
-) -> None:
+    job: _Job, net, task, card, choose_tile, *, batch_size, tta, device, progress, block_bytes: float
+) -> list[dict[str, Any]]:
     view = io.open_image(job.path, spatial_dims=net.spatial_dims).array
     lo, hi = channel_min_max(view, block_bytes, name=str(job.path))
     x = NormalizedView(view, lo, hi, card.normalization)
@@ -509,12 +512,23 @@ def _predict_out_of_core(
             progress=update,
             name=str(job.path),
         )
-    log.info(
-        "%s: predicted out of core into %s; labels, ROIs, points and measurements are not computed for "
-        "out-of-core images (raise out_of_core_mib to get them)",
-        job.path,
-        job.probabilities,
-    )
+    # instances, measurements, points and ROIs block by block (unet.ooc: equal to the in-core results)
+    from unet import ooc
+
+    out, es = job.outputs, job.element_size
+    if getattr(task, "method", "components") == "watershed":
+        log.warning("%s: the watershed is not available out of core; connected components are used", job.path)
+    _, class_of = ooc.label_out_of_core(job.probabilities, out["labels_zarr"], min_size=task.min_size)
+    rows = ooc.measure_out_of_core(out["labels_zarr"], view, element_size=es, class_of=class_of)
+    if task.name == "detection":
+        points, classes = ooc.detection_points_out_of_core(out["labels_zarr"], job.probabilities, class_of)
+        io.write_points_csv(out["points"], points.reshape(-1, nd), classes, element_size=es, napari=True)
+        io.write_point_rois(points.reshape(-1, nd), out["rois"], classes)
+    else:
+        ooc.write_rois_out_of_core(out["labels_zarr"], out["rois"], rows=rows)
+    io.write_csv(out["objects"], rows, fieldnames=_object_columns(rows, nd, int(view.shape[0]), es))
+    log.info("%s: %d object(s), out of core -> %s", job.path, len(rows), out["labels_zarr"].parent)
+    return rows
 
 
 def predict_files(
@@ -640,13 +654,14 @@ def predict_files(
         for job in tqdm(jobs, desc="images", unit="image", disable=not progress):
             if job.done and not overwrite:
                 log.info("%s: outputs present, skipped (overwrite=true recomputes)", job.path)
-                if not job.out_of_core:
-                    rows_per_image[job.name] = io.read_csv(job.outputs["objects"])
+                rows_per_image[job.name] = io.read_csv(job.outputs["objects"])
                 continue
             opts = {"batch_size": int(batch_size), "tta": tta, "device": dev, "progress": progress}
             try:
                 if job.out_of_core:
-                    _predict_out_of_core(job, net, card, choose_tile, block_bytes=block_bytes, **opts)
+                    rows_per_image[job.name] = _predict_out_of_core(
+                        job, net, task, card, choose_tile, block_bytes=block_bytes, **opts
+                    )
                 else:
                     rows_per_image[job.name] = _predict_in_memory(job, net, task, card, choose_tile, **opts)
             except (ValueError, OSError, RuntimeError) as e:

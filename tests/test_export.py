@@ -433,6 +433,7 @@ def test_predict_runs_an_exported_model_like_the_checkpoint(tmp_path: Path, kind
     )
     predict_files(ckpt, image, tmp_path / "a", progress=False, tile_shape=(44, 44))
     predict_files(exported, image, tmp_path / "b", progress=False, tile_shape=(44, 44))
+    predict_files(exported, image, tmp_path / "c", progress=False)  # tile from the default memory budget
     a = io.read_image(tmp_path / "a" / "cells_probabilities.tif").array
     b = io.read_image(tmp_path / "b" / "cells_probabilities.tif").array
     assert a.shape == b.shape and np.abs(a - b).max() < 1e-4

@@ -74,6 +74,7 @@ from unet.hardware import check_device, default_tile_budget_mib
 from unet.inference import ModelCard, load_model, predict_image
 from unet.memory import tile_shape_for_budget
 from unet.models import shapes
+from unet.models.unet import UNet
 from unet.tiling import TTA_MODES, check_tta, plan_tiles, predict_tiled, validate_image
 
 log = logging.getLogger(__name__)
@@ -411,7 +412,7 @@ class _TileChooser:
         key = (shape, budget)
         if key not in self._cache:
             self._cache[key] = tile_shape_for_budget(
-                self.net,
+                getattr(self.net, "geometry", self.net),
                 int(budget * _MIB),
                 batch_size=self.batch_size,
                 max_shape=shapes.input_shape_for_output(self.net.levels, shape),
@@ -742,6 +743,9 @@ def load_any_model(path: str | os.PathLike) -> tuple[Any, Any, ModelCard]:
         from unet.export import load_exported
 
         net, card, task = load_exported(p)
+        # a real UNet of the same architecture, for the memory estimate of the tile (not registered as a
+        # submodule: it never runs)
+        net.__dict__["geometry"] = UNet(**card.net)
         return net, task, card
     return load_model(str(p), map_location="cpu")
 

@@ -1073,9 +1073,9 @@ def main(cfg: DictConfig) -> None:
     try:
         path = export_model(**kwargs)
     except (ExportError, CheckpointError) as e:
-        print(f"export failed: {e}", file=sys.stderr)
+        log.error("export failed: %s", e)
         sys.exit(1)
-    print(f"exported ({kwargs['format']}): {path}")
+    log.info("exported (%s): %s", kwargs["format"], path)
 
 
 if __name__ == "__main__":

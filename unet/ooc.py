@@ -81,7 +81,6 @@ __all__ = [
 
 #: Voxels per processing block when ``chunks`` is not given (grown from the stored chunks).
 DEFAULT_BLOCK_VOXELS = 1 << 22
-_AXES = ("z", "y", "x")
 _U32_MAX = 2**32 - 1
 
 
@@ -613,7 +612,6 @@ def measure_out_of_core(
     cent = st[:, 1 : 1 + nd] / counts[:, None]
     bbox = st[:, 1 + nd : 1 + 3 * nd].astype(np.int64)
     voxel = float(np.prod(es)) if es is not None else 1.0
-    size_key, phys_key = ("area_px", "area_um2") if nd == 2 else ("volume_px", "volume_um3")
     eqd = 2.0 * np.sqrt(counts / np.pi) if nd == 2 else np.cbrt(6.0 * counts / np.pi)
     eqd_um = None
     if es is not None:
@@ -626,40 +624,18 @@ def measure_out_of_core(
     for c in range(channels):
         intensity[f"mean_intensity_c{c}"] = st[:, 1 + 3 * nd + c] / counts
         intensity[f"max_intensity_c{c}"] = st[:, 1 + 3 * nd + channels + c]
-    classes = postprocess._class_lookup(class_of, ids)
-    axes = _AXES[3 - nd :]
-    rows: list[dict[str, Any]] = []
-    for k in range(n):  # the row layout of postprocess.measure_objects
-        row: dict[str, Any] = {"label": int(ids[k]), "class": int(classes[k])}
-        for a, ax in enumerate(axes):
-            row[f"centroid_{ax}_px"] = float(cent[k, a])
-        if es is not None:
-            for a, ax in enumerate(axes):
-                row[f"centroid_{ax}_um"] = float(cent[k, a] * es[a])
-        for a in range(nd - 2, nd):
-            row[f"centroid_{axes[a]}_imagej_px"] = float(cent[k, a] + 0.5)
-        if es is not None:
-            for a in range(nd - 2, nd):
-                row[f"centroid_{axes[a]}_imagej_um"] = float((cent[k, a] + 0.5) * es[a])
-        row[size_key] = int(counts[k])
-        if es is not None:
-            row[phys_key] = float(counts[k] * voxel)
-        row["equivalent_diameter_px"] = float(eqd[k])
-        if eqd_um is not None:
-            row["equivalent_diameter_um"] = float(eqd_um[k])
-        if perim is not None:
-            row["perimeter_px"] = float(perim[k])
-            if perim_scale is not None:
-                row["perimeter_um"] = float(perim[k] * perim_scale)
-        if perim_ij is not None:
-            row["perimeter_imagej_px"] = float(perim_ij[k])
-            if perim_ij_um is not None:
-                row["perimeter_imagej_um"] = float(perim_ij_um[k])
-        for key, values in intensity.items():
-            row[key] = float(values[k])
-        row["bbox"] = tuple(int(v) for v in bbox[k])
-        rows.append(row)
-    return rows
+    return postprocess.object_rows(
+        ids,
+        postprocess._class_lookup(class_of, ids),
+        counts,
+        cent,
+        es,
+        eqd,
+        eqd_um,
+        (perim, perim_scale, perim_ij, perim_ij_um),
+        intensity,
+        [tuple(int(v) for v in b) for b in bbox],
+    )
 
 
 @_one_chunk_at_a_time

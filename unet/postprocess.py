@@ -520,7 +520,6 @@ def measure_objects(
     counts, cent = _weighted_centroids(shape, idx, lab, n, None)
     counts, cent = counts[1:], cent[1:]
     voxel = float(np.prod(es)) if es is not None else 1.0
-    size_key, phys_key = ("area_px", "area_um2") if ndim == 2 else ("volume_px", "volume_um3")
     if ndim == 2:
         eqd = 2.0 * np.sqrt(counts / np.pi)
     else:
@@ -546,10 +545,42 @@ def measure_objects(
             intensity[f"max_intensity_c{c}"] = mx[1:]
 
     slices = ndi.find_objects(compact)
-    classes = _class_lookup(class_of, ids)
+    bboxes = [tuple(int(s.start) for s in sl) + tuple(int(s.stop) for s in sl) for sl in slices]
+    return object_rows(
+        ids,
+        _class_lookup(class_of, ids),
+        counts,
+        cent,
+        es,
+        eqd,
+        eqd_um,
+        (perim, perim_scale, perim_ij, perim_ij_um),
+        intensity,
+        bboxes,
+    )
+
+
+def object_rows(
+    ids: np.ndarray,
+    classes: np.ndarray,
+    counts: np.ndarray,
+    cent: np.ndarray,
+    es: np.ndarray | None,
+    eqd: np.ndarray,
+    eqd_um: np.ndarray | None,
+    perimeters: tuple,
+    intensity: Mapping[str, np.ndarray],
+    bboxes: Sequence[tuple[int, ...]],
+) -> list[dict[str, Any]]:
+    """The rows of :func:`measure_objects` from per-object arrays (also used by :mod:`unet.ooc`, which
+    computes the same arrays block by block): one home for the column names and their order."""
+    ndim = cent.shape[1]
+    perim, perim_scale, perim_ij, perim_ij_um = perimeters
+    voxel = float(np.prod(es)) if es is not None else 1.0
+    size_key, phys_key = ("area_px", "area_um2") if ndim == 2 else ("volume_px", "volume_um3")
     axes = _AXES[3 - ndim :]
     rows: list[dict[str, Any]] = []
-    for k in range(n):
+    for k in range(len(ids)):
         row: dict[str, Any] = {"label": int(ids[k]), "class": int(classes[k])}
         for a, ax in enumerate(axes):
             row[f"centroid_{ax}_px"] = float(cent[k, a])
@@ -577,8 +608,7 @@ def measure_objects(
                 row["perimeter_imagej_um"] = float(perim_ij_um[k])
         for key, values in intensity.items():
             row[key] = float(values[k])
-        sl = slices[k]
-        row["bbox"] = tuple(int(s.start) for s in sl) + tuple(int(s.stop) for s in sl)
+        row["bbox"] = tuple(int(v) for v in bboxes[k])
         rows.append(row)
     return rows
 

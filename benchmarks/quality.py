@@ -59,6 +59,7 @@ log = logging.getLogger("quality")
 
 CONF = ROOT / "conf"
 DEFAULT_DATA_ROOT = ROOT.parent / "shared" / "data"
+BASE_MODEL = ROOT / "unet" / "models" / "base" / "nuclei2d.ckpt"
 
 EXPERIMENTS = (
     "isbi2012-em",
@@ -194,31 +195,56 @@ def evaluate_test(ckpt: Path, source: Any, *, em: bool = False, tta: str = "none
     """Predict the source's test items with a checkpoint and score them (per image, mean, pooled).
 
     ``tta``: test-time augmentation of the prediction (``none``, ``flips``, ``d4``; R15 averages 8
-    rotated/flipped versions for ISBI 2012)."""
+    rotated/flipped versions for ISBI 2012). On a machine with CUDA the prediction runs there."""
     import torch
 
-    from unet.evaluation import evaluate_pair
     from unet.inference import load_model, predict_image
 
     net, task, card = load_model(str(ckpt))
+    device = "cuda" if torch.cuda.is_available() else None
+    if device:
+        net = net.to(device)
+
+    def probabilities(item: Any) -> np.ndarray:
+        with torch.no_grad():
+            return predict_image(
+                net, item.image, element_size=item.element_size, card=card, name=item.name, tta=tta,
+                device=device,
+            )
+
+    return score_items(task, source, probabilities, em=em)
+
+
+def score_items(task: Any, source: Any, probabilities: Any, *, em: bool = False) -> dict[str, Any]:
+    """Score class probabilities (``probabilities(item) -> (K, *S)``) of the source's test items.
+
+    Segmentation: objects by the task's instance method (the one validation chose under ``instances=auto``)
+    and, beside it, the scores of both methods (``mean_iou_components``, ``f1_...``, ``ap_...``):
+    mean object IoU (M6.1), F1 at IoU 0.5, ``ap`` (DSB 2018 mean over IoU 0.5:0.95). Detection: F1 within
+    ``d_match`` (M6.2) and the count error. ``em``: also the EM scores of the cell-interior probability."""
+    from unet.evaluation import evaluate_pair
+
     items = source.test_items()
     if not items:
         raise ValueError(f"{source.root}: the test split is empty")
     rows = []
     for item in items:
-        with torch.no_grad():
-            probs = predict_image(
-                net, item.image, element_size=item.element_size, card=card, name=item.name, tta=tta
-            )
+        probs = probabilities(item)
         ann = item.annotation
         row: dict[str, Any] = {"image": item.name}
         if task.name == "segmentation":
-            pred = task.objects(probs, element_size=item.element_size)
             gt = task.ground_truth(ann)
             if ann.ignore is not None:
-                pred = np.where(ann.ignore, 0, pred)
                 gt = np.where(ann.ignore, 0, gt)
-            row.update(evaluate_pair(pred, gt, "segmentation"))
+            for method in task.METHODS:
+                pred = task.objects(probs, method, element_size=item.element_size)
+                if ann.ignore is not None:
+                    pred = np.where(ann.ignore, 0, pred)
+                r = evaluate_pair(pred, gt, "segmentation")
+                row.update({f"{k}_{method}": r[k] for k in ("mean_iou", "f1", "ap")})
+                if method == task.method:
+                    row.update(r)
+            row["instances"] = task.method
         else:
             pred = task.objects(probs)
             gt = task.ground_truth(ann)
@@ -233,7 +259,7 @@ def evaluate_test(ckpt: Path, source: Any, *, em: bool = False, tta: str = "none
             row["pixel_error"] = scores["best_pixel_error"]
             row["rand_error"] = scores["best_adapted_rand_error"]
         rows.append(row)
-    keys = [k for k in rows[0] if k != "image"]
+    keys = [k for k in rows[0] if k not in ("image", "instances")]
     mean = {}
     for k in keys:
         vals = [float(r[k]) for r in rows if isinstance(r.get(k), int | float) and math.isfinite(float(r[k]))]
@@ -449,27 +475,41 @@ def _load_json(path: Path) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ transfer
 def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
-    """Pretrain on DSB 2018 (grayscale), then train on 1, 2, 4 target frames with and without it."""
+    """Train on 1, 2, 4 target frames from scratch and from the pretrained base model, several seeds.
+
+    The pretrained model is ``--pretrained`` (default: the base model shipped in the package,
+    ``unet/models/base/nuclei2d.ckpt``, trained by ``experiment=nuclei-base`` without the target); with
+    ``--pretrained=dsb`` a model is first pretrained here on DSB 2018 (grayscale). Both arms train the same
+    architecture (the pretrained one), with the same settings and budget; only the initialisation differs."""
     from hydra.utils import instantiate
 
+    from unet.checkpoint import load_project_checkpoint
     from unet.pipeline import train
 
     runs = Path(args.runs) / "transfer"
     target = args.transfer_target
     sets = list(args.set or [])
-    pre_dir = runs / "pretrain-dsb2018"
-    pre_cfg = compose_config(
-        "dsb2018-subset",
-        pre_dir,
-        Path(args.data_root),
-        args.pretrain_minutes,
-        ["data.source.grayscale=true", "model.net.in_channels=1", *sets],
-    )
-    _fresh(pre_dir)
-    t0 = time.perf_counter()
-    train(pre_cfg)
-    pre_minutes = (time.perf_counter() - t0) / 60
-    pre_ckpt = _checkpoint(pre_dir)
+    pre_minutes = None
+    if args.pretrained == "dsb":
+        pre_dir = runs / "pretrain-dsb2018"
+        pre_cfg = compose_config(
+            "dsb2018-subset",
+            pre_dir,
+            Path(args.data_root),
+            args.pretrain_minutes,
+            ["data.source.grayscale=true", "model.net.in_channels=1", *sets],
+        )
+        _fresh(pre_dir)
+        t0 = time.perf_counter()
+        train(pre_cfg)
+        pre_minutes = (time.perf_counter() - t0) / 60
+        pre_ckpt = _checkpoint(pre_dir)
+        pre_name = "dsb2018-subset (grayscale), pretrained in this run"
+    else:
+        pre_ckpt = Path(args.pretrained)
+        pre_name = f"`{pre_ckpt.relative_to(ROOT) if pre_ckpt.is_relative_to(ROOT) else pre_ckpt}`"
+    card_net = load_project_checkpoint(pre_ckpt)["unet_card"]["net"]
+    arch = [f"model.net.{k}={card_net[k]}" for k in ("base_features", "depth") if k in card_net]
     base = compose_config(target, runs / "probe", Path(args.data_root), None, sets)
     pool = [*base.data.source.train, *base.data.source.val]
     if base.data.source.get("crops"):
@@ -479,54 +519,55 @@ def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"{target}: only {len(pool)} non-test images ({pool}); asked for {max(counts)}")
     source = instantiate(base.data.source)
     rows = []
-    for n in counts:
-        stems = pool[:n]
-        for arm, init in (("scratch", None), ("pretrained", pre_ckpt)):
-            run_dir = runs / f"{target}-{n}-{arm}"
-            overrides = [
-                "data.source.train=[" + ",".join(f"'{s}'" for s in stems) + "]",
-                "data.source.val=[]",
-                "++trainer.limit_val_batches=0",
-                "callbacks.model_checkpoint.monitor=null",
-                f"model.init_from={init}" if init is not None else "model.init_from=null",
-                *sets,
-            ]
-            cfg = compose_config(
-                target, run_dir, Path(args.data_root), budget(args.minutes, target), overrides
-            )
-            _fresh(run_dir)
-            t1 = time.perf_counter()
-            train(cfg)
-            minutes = (time.perf_counter() - t1) / 60
-            res = evaluate_test(_checkpoint(run_dir, prefer_best=False), source)
-            rows.append(
-                {
-                    "images": n,
-                    "train_stems": stems,
-                    "arm": arm,
-                    "mean_iou": res["mean"].get("mean_iou"),
-                    "f1": res["mean"].get("f1"),
-                    "train_minutes": minutes,
-                    "n_test": res["n_test"],
-                    "per_image": res["images"],
+    for seed in range(args.transfer_seeds):
+        for n in counts:
+            stems = pool[:n]
+            for arm, init in (("scratch", None), ("pretrained", pre_ckpt)):
+                run_dir = runs / f"{target}-{n}-{arm}-s{seed}"
+                overrides = [
+                    "data.source.train=[" + ",".join(f"'{s}'" for s in stems) + "]",
+                    "data.source.val=[]",
+                    "++trainer.limit_val_batches=0",
+                    "callbacks.model_checkpoint.monitor=null",
+                    f"model.init_from={init}" if init is not None else "model.init_from=null",
+                    f"seed={seed}",
+                    *arch,
+                    *sets,
+                ]
+                cfg = compose_config(
+                    target, run_dir, Path(args.data_root), budget(args.minutes, target), overrides
+                )
+                _fresh(run_dir)
+                t1 = time.perf_counter()
+                train(cfg)
+                minutes = (time.perf_counter() - t1) / 60
+                res = evaluate_test(_checkpoint(run_dir, prefer_best=False), source)
+                rows.append(
+                    {
+                        "images": n,
+                        "train_stems": stems,
+                        "arm": arm,
+                        "seed": seed,
+                        "mean_iou": res["mean"].get("mean_iou"),
+                        "f1": res["mean"].get("f1"),
+                        "train_minutes": minutes,
+                        "n_test": res["n_test"],
+                        "per_image": res["images"],
+                    }
+                )
+                log.info("transfer %s n=%d %s seed %d: IoU %s", target, n, arm, seed, rows[-1]["mean_iou"])
+                result = {
+                    "target": target,
+                    "pretrain": {"experiment": pre_name, "checkpoint": str(pre_ckpt), "minutes": pre_minutes},
+                    "architecture": arch,
+                    "budget_minutes": budget(args.minutes, target),
+                    "pretrain_budget_minutes": args.pretrain_minutes if pre_minutes is not None else None,
+                    "overrides": sets,
+                    "rows": rows,
+                    "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "machine": f"{platform.node()} ({_device()}, torch threads {_threads()})",
                 }
-            )
-            log.info("transfer %s n=%d %s: IoU %s", target, n, arm, rows[-1]["mean_iou"])
-    result = {
-        "target": target,
-        "pretrain": {
-            "experiment": "dsb2018-subset (grayscale)",
-            "checkpoint": str(pre_ckpt),
-            "minutes": pre_minutes,
-        },
-        "budget_minutes": budget(args.minutes, target),
-        "pretrain_budget_minutes": args.pretrain_minutes,
-        "overrides": sets,
-        "rows": rows,
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.node()} ({_device()}, torch threads {_threads()})",
-    }
-    write_transfer_reports(result, Path(args.out))
+                write_transfer_reports(result, Path(args.out))  # after every run: partial results survive
     return result
 
 
@@ -537,19 +578,35 @@ def write_transfer_reports(result: dict[str, Any], out: Path) -> None:
     write_text_atomic(out / "transfer.json", json.dumps(json_safe(result), indent=2) + "\n")
     counts = sorted({r["images"] for r in result["rows"]})
 
-    def get(n: int, arm: str, key: str) -> float | None:
-        for r in result["rows"]:
-            if r["images"] == n and r["arm"] == arm:
-                return r[key]
-        return None
+    def values(n: int, arm: str, key: str) -> list[float]:
+        return [
+            float(r[key])
+            for r in result["rows"]
+            if r["images"] == n and r["arm"] == arm and r.get(key) is not None
+            and math.isfinite(float(r[key]))
+        ]
 
+    def get(n: int, arm: str, key: str) -> float | None:
+        v = values(n, arm, key)
+        return float(np.mean(v)) if v else None
+
+    def cell(n: int, arm: str, key: str) -> str:
+        v = values(n, arm, key)
+        if len(v) < 2:
+            return _fmt(v[0]) if v else "–"
+        return f"{np.mean(v):.3f} ± {np.std(v, ddof=1):.3f}"
+
+    seeds = len({r.get("seed", 0) for r in result["rows"]})
+    pre = result["pretrain"]
+    pre_text = pre["experiment"] + (f", {pre['minutes']:.1f} min" if pre.get("minutes") is not None else "")
     lines = [
         f"# Transfer learning: {result['target']} from few annotated images (Falk 2019, M5)",
         "",
-        f"Pretraining: {result['pretrain']['experiment']}, {result['pretrain']['minutes']:.1f} min. Each run "
-        f"then trains on the first n non-test frames for {result['budget_minutes']} min (same settings for "
-        "both arms, only the initialisation differs: `model.init_from`), last checkpoint, scored on the "
-        "target's held-out test split.",
+        f"Pretrained model: {pre_text}. Each run trains on the first n non-test frames for "
+        f"{result['budget_minutes']} min (same architecture {' '.join(result.get('architecture', []))}, "
+        "settings and budget for both arms; only the initialisation differs: `model.init_from`), last "
+        "checkpoint, scored on the target's held-out test split. Cells: mean ± standard deviation over "
+        f"{seeds} seed(s).",
         "",
         "| annotated images | IoU from scratch | IoU pretrained | F1 from scratch | F1 pretrained "
         "| test images |",
@@ -558,8 +615,8 @@ def write_transfer_reports(result: dict[str, Any], out: Path) -> None:
     for n in counts:
         n_test = next(r["n_test"] for r in result["rows"] if r["images"] == n)
         lines.append(
-            f"| {n} | {_fmt(get(n, 'scratch', 'mean_iou'))} | {_fmt(get(n, 'pretrained', 'mean_iou'))} | "
-            f"{_fmt(get(n, 'scratch', 'f1'))} | {_fmt(get(n, 'pretrained', 'f1'))} | {n_test} |"
+            f"| {n} | {cell(n, 'scratch', 'mean_iou')} | {cell(n, 'pretrained', 'mean_iou')} | "
+            f"{cell(n, 'scratch', 'f1')} | {cell(n, 'pretrained', 'f1')} | {n_test} |"
         )
     lines += ["", f"Machine: {result['machine']}; overrides: {' '.join(result['overrides']) or 'none'}", ""]
     write_text_atomic(out / "transfer.md", "\n".join(lines))
@@ -651,7 +708,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--transfer-target", default="ctc-fluo-n2dh-gowt1", help="experiment to transfer to")
     p.add_argument("--transfer-images", default="1,2,4", help="numbers of annotated target images")
-    p.add_argument("--pretrain-minutes", type=float, default=20.0, help="pretraining budget (--transfer)")
+    p.add_argument(
+        "--pretrained",
+        default=str(BASE_MODEL),
+        help="--transfer: the pretrained model (default: the shipped base model); 'dsb' pretrains one here",
+    )
+    p.add_argument("--transfer-seeds", type=int, default=3, help="--transfer: seeds per arm and count")
+    p.add_argument("--pretrain-minutes", type=float, default=20.0, help="budget of --pretrained dsb")
     return p.parse_args(argv)
 
 

@@ -341,29 +341,54 @@ def test_tiles_do_not_depend_on_workers(tmp_path) -> None:
         assert all(torch.equal(a[k], b[k]) for k in ("image", "target", "weights"))
 
 
-def test_validation_means_count_every_image_once(tmp_path, monkeypatch) -> None:
-    """val/* are plain means over the val images; repeats that pad ranks to equal length are not counted."""
+@pytest.mark.parametrize("tta", ["none", "flips"])
+def test_val_iou_is_predict_then_evaluate(tmp_path, tta) -> None:
+    """val/iou is what a user gets from predict.py + evaluate.py on the same images: the mean over the val
+    images of the object IoU of predict_image's probabilities (TTA members averaged as probabilities)."""
     import numpy as np
 
-    from unet.data.preprocess import resize
-    from unet.inference import softmax
-    from unet.tiling import predict_tiled
+    from unet.evaluation import evaluate_pair
+    from unet.inference import predict_image
 
-    cfg = _cfg(tmp_path, [*FAST, *FAST_2D, "data.source.n_val=3", "logger=csv", "trainer.max_epochs=1"])
+    cfg = _cfg(
+        tmp_path,
+        [
+            *FAST,
+            *FAST_2D,
+            "data.source.n_val=3",
+            "logger=csv",
+            "trainer.max_epochs=1",
+            f"model.val_tta={tta}",
+        ],
+    )
     task, model, dm, trainer = build(cfg)
+    with torch.no_grad():  # an untrained net that predicts some foreground, so that IoUs are not all 0
+        model.net.head.bias.copy_(torch.tensor([0.0, 0.3]))
     trainer.validate(model, datamodule=dm, verbose=False)
-    per_image = []
-    for prepared in dm.val_images:
-        logits = predict_tiled(model.net, prepared.image, activation="none")
-        probs = resize(softmax(logits), prepared.item.image.shape[1:])
-        per_image.append(task.score(probs, prepared.item.annotation)["iou"])
-    assert len(per_image) == 3
-    assert float(trainer.callback_metrics["val/iou"]) == pytest.approx(np.mean(per_image), abs=1e-5)
-    # two ranks, three images: rank 1 gets image 1 and a flagged repeat of image 0
+    ious = []
+    for item in [p.item for p in dm.val_images]:  # the raw images and annotations, as on disk
+        probs = predict_image(model.net, item.image, element_size=item.element_size, card=model.card, tta=tta)
+        pred = task.objects(probs, element_size=item.element_size)
+        ious.append(evaluate_pair(pred, task.ground_truth(item.annotation), "segmentation")["mean_iou"])
+    assert len(ious) == 3 and max(ious) > 0
+    assert float(trainer.callback_metrics["val/iou"]) == pytest.approx(np.mean(ious), abs=1e-6)
+
+
+def test_validation_images_pad_ranks_with_flagged_repeats(tmp_path, monkeypatch) -> None:
+    """Two ranks, three images: rank 1 gets image 1 and a flagged repeat of image 0 (not counted)."""
+    cfg = _cfg(tmp_path, [*FAST, *FAST_2D, "data.source.n_val=3", "logger=csv"])
+    _, _, dm, _ = build(cfg)
+    images = dm.val_images
     monkeypatch.setattr(type(dm), "_rank", lambda self: (1, 2))
-    assert [tuple(b) for b in dm.val_dataloader()] == [(1, True), (0, False)]
+    assert [(p is images[i], c) for (p, c), i in zip(dm.val_dataloader(), (1, 0))] == [
+        (True, True),
+        (True, False),
+    ]
     monkeypatch.setattr(type(dm), "_rank", lambda self: (0, 2))
-    assert [tuple(b) for b in dm.val_dataloader()] == [(0, True), (2, True)]
+    assert [(p is images[i], c) for (p, c), i in zip(dm.val_dataloader(), (0, 2))] == [
+        (True, True),
+        (True, True),
+    ]
 
 
 def test_a_second_run_into_the_same_dir_overwrites_best_and_last(tmp_path) -> None:

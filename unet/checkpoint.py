@@ -99,3 +99,27 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict:
         return load_checkpoint(path, map_location=map_location if map_location is not None else "cpu")
+
+
+def slim_checkpoint(
+    src: str | os.PathLike, dst: str | os.PathLike, dtype: torch.dtype | None = torch.float16
+) -> dict[str, Any]:
+    """A model file to ship: the card, the hyper-parameters and the network weights of a training
+    checkpoint (no optimizer, scheduler or loop state), floating-point weights cast to ``dtype`` (float16
+    halves the file; loading casts them back to the network's float32). Predicting and finetuning read it
+    like any checkpoint; resuming a run needs the full one. Written atomically; returns what was written."""
+    ckpt = load_project_checkpoint(src)
+    state = {
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
+        for k, v in ckpt["state_dict"].items()
+        if k.startswith("net.")
+    }
+    slim = {
+        "state_dict": state,
+        "unet_card": ckpt["unet_card"],
+        "hyper_parameters": dict(ckpt.get("hyper_parameters") or {}),
+        "epoch": ckpt.get("epoch"),
+        "global_step": ckpt.get("global_step"),
+    }
+    save_checkpoint(slim, dst)
+    return slim

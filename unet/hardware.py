@@ -51,9 +51,13 @@ def precision_reason(accelerator: str, precision: str) -> str:
 
 
 def register_resolvers() -> None:
-    """Register ``${unet.precision:ACCELERATOR}`` (idempotent)."""
+    """Register ``${unet.precision:ACCELERATOR}`` and ``${unet.base_model:NAME}`` (idempotent)."""
     if not OmegaConf.has_resolver("unet.precision"):
         OmegaConf.register_new_resolver("unet.precision", auto_precision)
+    if not OmegaConf.has_resolver("unet.base_model"):
+        from unet.models.base import base_model
+
+        OmegaConf.register_new_resolver("unet.base_model", base_model)
 
 
 def available_memory_bytes(device: str | torch.device = "cpu") -> int:

@@ -82,10 +82,30 @@ def predict_image(
     check_tta(tta, card.element_size or element_size, name)
     x = normalize(np.asarray(image), card.normalization)
     shape = x.shape[1:]
-    factors = scale_factors(element_size, card.element_size)
-    model_shape = scaled_shape(shape, factors)
+    model_shape = scaled_shape(shape, scale_factors(element_size, card.element_size))
     if model_shape != tuple(shape):
         x = resize(x, model_shape)
+    return predict_model_grid(
+        net, x, shape, tile_shape=tile_shape, batch_size=batch_size, tta=tta, device=device,
+        progress=progress, name=name,
+    )[1]
+
+
+def predict_model_grid(
+    net: UNet,
+    x: np.ndarray,
+    image_shape: Sequence[int],
+    *,
+    tile_shape: Sequence[int] | None = None,
+    batch_size: int = 1,
+    tta: str = "none",
+    device: torch.device | str | None = None,
+    progress: Callable[[int], None] | None = None,
+    name: str = "image",
+) -> tuple[np.ndarray, np.ndarray]:
+    """The prediction step shared by :func:`predict_image` and validation: a normalised image already on
+    the model's grid -> class probabilities (K, *S') on that grid (overlap-tile, TTA members averaged as
+    probabilities) and resampled to the image's own grid ``image_shape`` (the same array when equal)."""
     probs = predict_tiled(
         net,
         x,
@@ -93,10 +113,12 @@ def predict_image(
         batch_size=batch_size,
         device=device,
         tta=tta,
+        activation="softmax",
         progress=progress,
         name=name,
     )
-    return resize(probs, shape, antialias=False) if model_shape != tuple(shape) else probs
+    own = resize(probs, image_shape, antialias=False) if probs.shape[1:] != tuple(image_shape) else probs
+    return probs, own
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -14,12 +14,11 @@ import numpy as np
 import torch
 
 from unet.checkpoint import load_project_checkpoint
-from unet.data.preprocess import resize
-from unet.inference import ModelCard, softmax
+from unet.inference import ModelCard, predict_model_grid
 from unet.losses import weighted_cross_entropy
 from unet.memory import tile_shape_for_budget
 from unet.models.unet import UNet
-from unet.tiling import check_tta, memory_format, predict_tiled, use_channels_last
+from unet.tiling import check_tta, memory_format, use_channels_last
 
 log = logging.getLogger(__name__)
 
@@ -128,24 +127,24 @@ class LitUNet(L.LightningModule):
         self._val_counts: dict[str, int] = {}
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        index, counted = batch  # (image index, counted): repeats that pad DDP ranks are not counted
-        prepared = self.trainer.datamodule.val_images[int(index)]
-        logits = predict_tiled(
+        prepared, counted = batch  # (image, counted): repeats that pad DDP ranks are not counted
+        item = prepared.item
+        # the prediction path itself (predict.py): TTA members averaged as probabilities, then the task's
+        # objects on the image's own grid
+        probs, probs_own = predict_model_grid(
             self.net,
             prepared.image,
+            item.image.shape[1:],
             tile_shape=self.val_tile_shape or self._val_tile(prepared.image.shape[1:]),
             tta=self.val_tta,
-            activation="none",
             device=self.device,
-            name=str(prepared.item.meta.get("path", prepared.item.name)),
+            name=str(item.meta.get("path", item.name)),
         )
-        target = torch.from_numpy(prepared.target)[None]
+        # the weighted loss on the model's grid; log(probabilities) are logits of the same soft-max
+        log_probs = torch.from_numpy(np.log(np.maximum(probs, 1e-12)))[None]
         loss = weighted_cross_entropy(
-            torch.from_numpy(logits)[None], target, torch.from_numpy(prepared.weights)[None]
+            log_probs, torch.from_numpy(prepared.target)[None], torch.from_numpy(prepared.weights)[None]
         )
-        probs = softmax(logits)
-        item = prepared.item
-        probs_own = resize(probs, item.image.shape[1:], antialias=False)
         scores = {"loss": float(loss), **self.task.score(probs_own, item.annotation, item.element_size)}
         # every rank scores the same number of images (repeats included), so the keys agree across ranks
         # NaN scores (e.g. IoU of an image without annotated objects) are left out of that key's mean
@@ -155,6 +154,13 @@ class LitUNet(L.LightningModule):
             self._val_counts[k] = self._val_counts.get(k, 0) + int(use)
         if batch_idx == 0 and self.log_images and not self.trainer.sanity_checking:
             self._log_panels(prepared, probs)
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Validation batches are whole prepared images (numpy, on the host): predicted tile by tile on the
+        device, never copied there whole."""
+        if self._trainer is not None and not self._trainer.training:
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def on_validation_epoch_end(self) -> None:
         """Exact means over the validation images: sums and counts reduced over ranks, repeats left out;

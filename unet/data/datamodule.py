@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from unet.data.augment import AugmentParams
-from unet.data.dataset import IndexDataset, PreparedImage, TileDataset, TileKeySampler, warp_batch
+from unet.data.dataset import PreparedImage, TileDataset, TileKeySampler, ValidationImages, warp_batch
 from unet.data.preprocess import normalize, resize, scale_factors, scale_points, scaled_shape
 from unet.data.sampling import TileSampler, worker_seed
 from unet.data.sources import Annotation, FolderSource, Item, split_items
@@ -29,8 +29,13 @@ def to_model_grid(
     model_element_size: Sequence[float] | None,
     normalization: str,
     max_rescale: float = 8.0,
+    sampling: str = "w_bal",
 ) -> PreparedImage:
     """Normalise (M4), rescale to the model's element size (M5) and compute targets/weights/pdf (M2, M3).
+
+    ``sampling``: the pdf of the tile centres: ``"w_bal"`` (Falk M3: the class-balancing weights, foreground
+    ``1 / v_bal`` times as likely as background) or ``"uniform"`` (every pixel outside ignored regions alike:
+    the plain random crop, an ablation of M3).
 
     Raises ValueError naming the image if it holds NaN/inf, or if the rescaling factor on some axis is beyond
     ``max_rescale`` either way (an element size that is probably wrong: 16x coarser data takes 256x the
@@ -72,7 +77,9 @@ def to_model_grid(
         raise ValueError(
             f"{name}: annotation has class {int(target.max())} but task.num_classes={task.num_classes}"
         )
-    v_bal = getattr(task, "v_bal", 1.0)
+    if sampling == "uniform":
+        pdf = (pdf > 0).astype(np.float64)
+    v_bal = 1.0 if sampling == "uniform" else getattr(task, "v_bal", 1.0)
     mass = float((target > 0).sum() + v_bal * ((target == 0) & (pdf > 0)).sum())
     image = np.ascontiguousarray(image, np.float32)
     return PreparedImage(item, image, target, weights, TileSampler(pdf), mass)
@@ -95,6 +102,7 @@ class UNetDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         num_folds / fold: cross-validation over the source's training items (None = use its val items).
         max_rescale: largest zoom (either way) from an image's element size to the model's (Falk M5).
+        sampling: pdf of the training tile centres, "w_bal" (Falk M3) or "uniform" (plain random crops).
         seed: tiles, folds and augmentation derive from it.
     """
 
@@ -111,6 +119,7 @@ class UNetDataModule(L.LightningDataModule):
         num_folds: int | None = None,
         fold: int = 0,
         max_rescale: float = 8.0,
+        sampling: str = "w_bal",
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -123,6 +132,9 @@ class UNetDataModule(L.LightningDataModule):
             _check_number("data.num_folds", num_folds, int, minimum=2)
             _check_number("data.fold", fold, int, minimum=0)
         self.max_rescale = float(max_rescale)
+        if sampling not in ("w_bal", "uniform"):
+            raise ValueError(f"data.sampling must be 'w_bal' or 'uniform', got {sampling!r}")
+        self.sampling = sampling
         if augment_on not in ("worker", "device"):
             raise ValueError(f"augment_on must be 'worker' or 'device', got {augment_on!r}")
         self.source = source
@@ -271,7 +283,7 @@ class UNetDataModule(L.LightningDataModule):
                 "no validation images: pass data.val_dir=<dir> (or a source with validation images), or use "
                 "cross-validation: data.num_folds=5 data.fold=0"
             )
-        args = (self.task, self.model_element_size, self.normalization, self.max_rescale)
+        args = (self.task, self.model_element_size, self.normalization, self.max_rescale, self.sampling)
         self.train_images = [to_model_grid(it, *args) for it in train]
         self.val_images = [to_model_grid(it, *args) for it in val]
         if not any((p.target > 0).any() for p in self.val_images):
@@ -374,8 +386,8 @@ class UNetDataModule(L.LightningDataModule):
         # all ranks make the same collective calls; the repeats are flagged (counted=False) and left out of
         # the validation means (LitUNet sums and counts over ranks), so every image counts exactly once
         n = len(self.val_images)
-        padded = [(i % n, i < n) for i in range(-(-n // world) * world)] if n else []
-        return DataLoader(IndexDataset(padded[rank::world]), batch_size=None)
+        padded = [(self.val_images[i % n], i < n) for i in range(-(-n // world) * world)] if n else []
+        return DataLoader(ValidationImages(padded[rank::world]), batch_size=None, collate_fn=_as_is)
 
 
 def _names(items: Sequence[Item], n: int = 3) -> str:
@@ -391,6 +403,10 @@ def _check_number(key: str, value: Any, kind: type, minimum: float) -> None:
     if not ok or value < minimum:
         what = "an integer" if kind is int else "a number"
         raise ValueError(f"{key}={value!r}: expected {what} >= {minimum:g}")
+
+
+def _as_is(batch: Any) -> Any:
+    return batch
 
 
 def _seed_worker(worker_id: int) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -223,15 +222,16 @@ class TileKeySampler(Sampler[int]):
         return -(-self.tiles_per_epoch // self.world_size)
 
 
-class IndexDataset(Dataset):
-    """Whole validation images are handled by the LightningModule; the loader only hands out indices
-    (``(index, counted)`` pairs from the data module)."""
+class ValidationImages(Dataset):
+    """Whole prepared validation images, as ``(PreparedImage, counted)`` pairs from the data module (the
+    LightningModule predicts each through the prediction path; ``counted=False`` marks repeats that pad
+    DDP ranks)."""
 
-    def __init__(self, indices: Sequence[Any]) -> None:
-        self.indices = list(indices)
+    def __init__(self, images: Sequence[tuple[PreparedImage, bool]]) -> None:
+        self.images = list(images)
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return len(self.images)
 
-    def __getitem__(self, i: int) -> Any:
-        return self.indices[i]
+    def __getitem__(self, i: int) -> tuple[PreparedImage, bool]:
+        return self.images[i]

@@ -37,6 +37,7 @@ source is built). Annotation kinds (``kind``):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -113,7 +114,24 @@ def _names(value: Iterable[Any] | None, what: str) -> list[str]:
     return names
 
 
-class DatasetSource:
+class _Splits:
+    """train / val / test items of a source that reads a split by name (``_items(split)``)."""
+
+    def _items(self, split: str) -> list[Item]:
+        raise NotImplementedError
+
+    def train_items(self) -> list[Item]:
+        return self._items("train")
+
+    def val_items(self) -> list[Item]:
+        return self._items("val")
+
+    def test_items(self) -> list[Item]:
+        """The held-out items: for the final evaluation only (never for training or model selection)."""
+        return self._items("test")
+
+
+class DatasetSource(_Splits):
     """One dataset folder with a fixed train / val / test split by file stem.
 
     Args:
@@ -325,15 +343,7 @@ class DatasetSource:
         log.info("%s: %d %s item(s) (%s)", self.root, len(items), split, self.kind)
         return items
 
-    def train_items(self) -> list[Item]:
-        return self._items("train")
 
-    def val_items(self) -> list[Item]:
-        return self._items("val")
-
-    def test_items(self) -> list[Item]:
-        """The held-out items: for the final evaluation only (never for training or model selection)."""
-        return self._items("test")
 
 
 def _stem(path: Path) -> str:
@@ -371,3 +381,27 @@ def _crop(image: np.ndarray, ann: Annotation, region: Region) -> tuple[np.ndarra
         class_of_instance=ann.class_of_instance,
     )
     return np.ascontiguousarray(image[(slice(None), *sl)]), out
+
+
+class ConcatSource(_Splits):
+    """Several sources as one: each split is the union of theirs (e.g. a base model trained on the train
+    splits of several datasets, validated on their val splits). Item names get their source's folder name in
+    front (``ctc-fluo-n2dh-gowt1:t01``), so equal stems of different datasets stay apart.
+
+    Args:
+        sources: the sources (each with ``train_items``, ``val_items``, ``test_items``).
+    """
+
+    def __init__(self, sources: Sequence[Any]) -> None:
+        if not sources:
+            raise ValueError("data.source.sources is empty: list at least one source")
+        self.sources = list(sources)
+        self.root = ", ".join(str(getattr(s, "root", s)) for s in self.sources)
+
+    def _items(self, split: str) -> list[Item]:
+        out = []
+        for s in self.sources:
+            prefix = Path(str(getattr(s, "root", ""))).name
+            out += [dataclasses.replace(it, name=f"{prefix}:{it.name}" if prefix else it.name)
+                    for it in getattr(s, f"{split}_items")()]
+        return out

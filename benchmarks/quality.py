@@ -127,6 +127,7 @@ TARGETS: dict[str, dict[str, tuple[str, float]]] = {
 README_MARKERS = {
     "quality": ("<!-- quality-table:begin -->", "<!-- quality-table:end -->"),
     "transfer": ("<!-- transfer-table:begin -->", "<!-- transfer-table:end -->"),
+    "arms": ("<!-- arms-table:begin -->", "<!-- arms-table:end -->"),
 }
 
 
@@ -684,6 +685,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra Hydra override (repeatable)")
     p.add_argument("--transfer", action="store_true", help="run the transfer-learning comparison instead")
     p.add_argument(
+        "--arms",
+        default=None,
+        help="run the recipe table instead (benchmarks/arms.py): comma-separated arms of ours, peer, no_sep, "
+        "no_ridges, uniform, no_elastic, over --experiments (default there: the five issue-#14 datasets)",
+    )
+    p.add_argument("--seeds", default="ours=3,peer=3,1", help="--arms: seeds per arm")
+    p.add_argument("--jobs", type=int, default=1, help="--arms: runs at a time")
+    p.add_argument(
         "--tta",
         default=None,
         choices=("none", "flips", "d4"),
@@ -736,9 +745,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         transfer = _load_json(out / "transfer.json")
         if transfer:
             write_transfer_reports(transfer, out)
+        import arms
+
+        arms.write_report(out)
         if args.readme:
             update_readme(Path(args.readme), out)
         return results
+    if args.arms:
+        import arms
+
+        every = ",".join(EXPERIMENTS)
+        chosen = ",".join(arms.DEFAULT_EXPERIMENTS) if args.experiments == every else args.experiments
+        arms.main([
+            "--experiments", chosen, "--arms", args.arms, "--seeds", args.seeds,
+            "--minutes", str(budget(args.minutes, "*")), "--jobs", str(args.jobs), "--out", str(out),
+            "--data-root", str(data_root), *(f"--set={s}" for s in args.set or []),
+        ])
+        if args.readme:
+            update_readme(Path(args.readme), out)
+        return {}
     if args.transfer:
         result = run_transfer(args)
         if args.readme:

@@ -1,7 +1,7 @@
 """Pretrained base models shipped with the package (Falk 2019, M5: finetune from one or two images).
 
 ``nuclei2d.ckpt``: a 2D nuclei model (one grayscale channel, foreground / background with 1-px ridges,
-24 base features, depth 4, float16 weights), trained by ``python train.py experiment=nuclei-base`` on the
+16 base features, depth 4, float16 weights), trained by ``python train.py experiment=nuclei-base`` on the
 train splits of Fluo-N2DL-HeLa and DSB 2018 (subset); its card (``nuclei2d.md``) lists the data, the command
 and its scores. ``experiment=finetune`` starts from it when no ``model.init_from`` is given; configs name it
 ``${unet.base_model:nuclei2d}``.

@@ -18,7 +18,7 @@ Stages, each in its own fresh child process (so that its peak RSS, ``ru_maxrss``
    of sizes where CPU prediction takes too long);
 3. ``label``: :func:`unet.ooc.label_out_of_core` (arg-max, components, min_size 0, uint32 labels zarr);
 4. ``measure``: :func:`unet.ooc.measure_out_of_core` with the image's intensities and element size, and the
-   objects CSV (:func:`unet.data.io.write_csv`);
+   objects CSV (:func:`unet.io.write_csv`);
 5. ``points``: :func:`unet.ooc.detection_points_out_of_core` (probability-weighted) and the points CSV;
 6. ``rois`` (with ``--rois``): :func:`unet.ooc.write_rois_out_of_core`.
 
@@ -72,7 +72,7 @@ def _rss_mib() -> tuple[float, float]:
 
 # ------------------------------------------------------------------------------------------------ stages
 def _write_volume(work: Path, shape: tuple[int, int, int]) -> dict:
-    from unet.data import io
+    from unet import io
 
     rng = np.random.default_rng(0)
     slab = 64
@@ -145,7 +145,7 @@ def _predict(work: Path, args: argparse.Namespace) -> dict:
 
 def _fake_probabilities(work: Path) -> dict:
     """Probabilities straight from the volume (a logistic of the intensity), chunked as prediction would."""
-    from unet.data import io
+    from unet import io
 
     src = io.open_zarr(work / f"{STEM}.zarr")
     shape = tuple(src.shape[1:])
@@ -176,8 +176,7 @@ def _label(work: Path, args: argparse.Namespace) -> dict:
 
 
 def _measure(work: Path, args: argparse.Namespace) -> dict:
-    from unet import ooc
-    from unet.data import io
+    from unet import io, ooc
 
     image = io.open_image(work / f"{STEM}.zarr", spatial_dims=3)
     class_of = np.load(work / "class_of.npy")
@@ -189,8 +188,7 @@ def _measure(work: Path, args: argparse.Namespace) -> dict:
 
 
 def _points(work: Path, args: argparse.Namespace) -> dict:
-    from unet import ooc
-    from unet.data import io
+    from unet import io, ooc
 
     class_of = np.load(work / "class_of.npy")
     points, classes = ooc.detection_points_out_of_core(
@@ -209,7 +207,7 @@ def _rois(work: Path, args: argparse.Namespace) -> dict:
 
 def _sub_class_map(work: Path, slices: int, chunks: tuple[int, ...]) -> Path:
     """The first ``slices`` slices of the probabilities as a boolean foreground zarr (for the comparison)."""
-    from unet.data import io
+    from unet import io
 
     p = io.open_zarr(work / "out" / f"{STEM}_probabilities.zarr")
     shape = (min(slices, p.shape[1]), *p.shape[2:])
@@ -228,7 +226,7 @@ def _dask_image(work: Path, args: argparse.Namespace) -> dict:
     import zarr
     from dask_image import ndmeasure
 
-    from unet.data import io
+    from unet import io
 
     src = io.open_zarr(work / "sub_mask.zarr")
     out = zarr.open_array(
@@ -241,8 +239,7 @@ def _dask_image(work: Path, args: argparse.Namespace) -> dict:
 
 
 def _ours_sub(work: Path, args: argparse.Namespace) -> dict:
-    from unet import ooc
-    from unet.data import io
+    from unet import io, ooc
 
     src = io.open_zarr(work / "sub_mask.zarr")
     n, _ = ooc.label_out_of_core(src, work / "sub_ooc_labels.zarr", chunks=tuple(src.chunks))
@@ -265,8 +262,7 @@ STAGES = {
 def _child(stage: str, work: Path, args: argparse.Namespace) -> None:
     import zarr  # noqa: F401  (imported before the baseline, as every stage needs it)
 
-    from unet import ooc  # noqa: F401
-    from unet.data import io  # noqa: F401
+    from unet import io, ooc  # noqa: F401
 
     if stage == "predict":
         import torch  # noqa: F401
@@ -354,7 +350,7 @@ def main() -> None:
             _sub_class_map(work, args.compare_dask_image, _parse(args.compare_chunks))
             for stage in ("ours-on-subvolume", "dask-image"):
                 compare.append(_run_child(stage, argv))
-        from unet.data import io
+        from unet import io
 
         prob_chunks = tuple(io.open_zarr(work / "out" / f"{STEM}_probabilities.zarr").chunks)
         disk = {

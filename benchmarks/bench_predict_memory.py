@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import json, resource, sys, time
 import numpy as np, torch
-from unet.data import io
+from unet import io
 from unet.inference import ModelCard
 from unet.models.unet import UNet
 from unet.predict import predict_files

@@ -143,11 +143,10 @@ def target_cell(experiment: str, metric: str, value: float | None) -> str:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write through :func:`unet.data.io.atomic_write`, so a report is never half written."""
-    from unet.data.io import atomic_write
+    """Write through :func:`unet.io.write_text` (atomic), so a report is never half written."""
+    from unet.io import write_text
 
-    with atomic_write(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_text(path, text)
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -639,7 +638,7 @@ def write_transfer_reports(result: dict[str, Any], out: Path) -> None:
         title=f"{result['target']}",
     )
     ax.legend()
-    from unet.data.io import atomic_write
+    from unet.io import atomic_write
 
     with atomic_write(out / "transfer.png") as tmp:
         fig.savefig(tmp, format="png")

@@ -19,8 +19,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from unet import io
 from unet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from unet.data import io
 from unet.data.synthetic import synthetic_cells
 from unet.pipeline import build, train
 

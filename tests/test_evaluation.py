@@ -11,8 +11,8 @@ import pytest
 import roifile
 
 from unet import evaluation as ev
-from unet.data import io
-from unet.data.io import DataFileError
+from unet import io
+from unet.io import DataFileError
 
 
 def _squares(shape: tuple[int, int] = (40, 48)) -> np.ndarray:

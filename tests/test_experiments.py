@@ -80,7 +80,7 @@ def test_split_is_disjoint_and_test_never_loaded(tmp_path, monkeypatch, experime
     monkeypatch.setattr(D.io, "read_labels", lambda p: read.append(Path(p).name) or real_read_labels(p))
     items = source.train_items() + source.val_items()
     test_only = set(splits["test"]) - set(splits["train"]) - set(splits["val"])
-    assert not {D._stem(Path(n)) for n in read} & test_only
+    assert not {D.io.file_stem(Path(n), ()) for n in read} & test_only
     assert {it.meta["stem"] for it in items} <= set(splits["train"]) | set(splits["val"])
     test_items = source.test_items()
     assert len(test_items) == len(splits["test"])

@@ -422,7 +422,7 @@ def test_predict_runs_an_exported_model_like_the_checkpoint(tmp_path: Path, kind
     """predict_files with the exported file writes the probabilities the checkpoint gives (1e-4)."""
     if kind == "onnx":
         pytest.importorskip("onnxruntime")
-    from unet.data import io
+    from unet import io
     from unet.predict import predict_files
 
     ckpt = _checkpoint(tmp_path / "m.ckpt", NETS["2d"])

@@ -2,7 +2,7 @@
 
 The references in ``tests/data/imagej`` were made by ImageJ 1.53t itself (headless, see the README there):
 masks from Edit > Selection > Create Mask of ROIs read from their files, and Analyze > Measure values of
-the ROIs that :func:`unet.data.io.write_rois` writes.
+the ROIs that :func:`unet.io.write_rois` writes.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import tifffile
 from PIL import Image
 from scipy import ndimage as ndi
 
-from unet import postprocess
-from unet.data import io
+from unet import io, postprocess
+from unet.io import roi_geometry, roi_masks, roi_write
+from unet.io import rois as roi_read
 
 REF = Path(__file__).parent / "data" / "imagej"
 CASES = list(csv.DictReader((REF / "cases.csv").open()))
@@ -69,7 +70,7 @@ def test_random_rois_of_every_type_equal_imagej() -> None:
     kinds = set()
     for k, roi in enumerate(rois):
         kinds.add("composite" if roi.composite else f"{roi.roitype.name}/{roi.subtype.name}")
-        filled = io._rasterise_roi(roi, (60, 80), REF / "fuzz_rois.zip", k)
+        filled = roi_read._rasterise_roi(roi, (60, 80), REF / "fuzz_rois.zip", k)
         ours = np.zeros((60, 80), dtype=bool)
         if filled is not None:
             r0, c0, m = filled
@@ -79,7 +80,7 @@ def test_random_rois_of_every_type_equal_imagej() -> None:
 
 
 def test_spline_and_rounded_rois_are_read_without_warning(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="unet.data.io"):
+    with caplog.at_level(logging.WARNING, logger="unet.io"):
         for name in ("spline_polygon", "spline_freehand", "roundrect_arc10", "roundrect_subpixel"):
             io.read_rois(REF / "cases" / f"{name}.roi", (120, 160))
     assert not caplog.records
@@ -90,11 +91,11 @@ def test_polygon_filler_ties_follow_math_round() -> None:
     vertical edge is inside on the right boundary only."""
     xs = np.array([1.0, 4.0, 4.0, 1.0], dtype=np.float32)
     ys = np.array([0.5, 0.5, 2.5, 2.5], dtype=np.float32)
-    mask = io._ij_fill(xs, ys, 6, 4)
+    mask = roi_masks._ij_fill(xs, ys, 6, 4)
     want = np.zeros((4, 6), dtype=bool)
     want[1:3, 1:4] = True  # rows 1, 2 (centres 1.5, 2.5); columns 1..3 (centres 1.5..3.5)
     np.testing.assert_array_equal(mask, want)
-    assert io._java_round(np.array([-0.5, 0.5, 1.5, 2.4999999])).tolist() == [0, 1, 2, 2]
+    assert roi_masks._java_round(np.array([-0.5, 0.5, 1.5, 2.4999999])).tolist() == [0, 1, 2, 2]
 
 
 # ------------------------------------------------------------------------------------- measurements
@@ -134,14 +135,14 @@ def test_imagej_perimeter_equals_traced_written_rois() -> None:
         pw, ph = (1.0, 1.0) if trial % 3 else (0.4, 0.7)
         got = postprocess._imagej_perimeters(lab, n, pw, ph)
         for i in range(1, n + 1):
-            loops = io._trace_loops(lab == i)
-            want = sum(io._traced_perimeter(lp[:, 0], lp[:, 1], pw, ph) for lp in loops)
+            loops = roi_write._trace_loops(lab == i)
+            want = sum(roi_geometry.traced_perimeter(lp[:, 0], lp[:, 1], pw, ph) for lp in loops)
             assert got[i] == pytest.approx(want, abs=1e-9), (trial, i)
 
 
 def test_traced_perimeter_formula() -> None:
     # 3 x 2 rectangle: 10 edges, 4 corners -> 10 - 4 (2 - sqrt 2); single pixel: 4 - 4 (2 - sqrt 2)
-    assert io._traced_perimeter(np.array([0, 3, 3, 0]), np.array([0, 0, 2, 2])) == pytest.approx(
+    assert roi_geometry.traced_perimeter(np.array([0, 3, 3, 0]), np.array([0, 0, 2, 2])) == pytest.approx(
         10 - 4 * (2 - math.sqrt(2))
     )
     lab = np.zeros((5, 6), dtype=np.int32)

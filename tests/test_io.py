@@ -1,7 +1,8 @@
-"""Tests for unet.data.io (all data synthetic, written to tmp_path)."""
+"""Tests for unet.io (all data synthetic, written to tmp_path)."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -12,8 +13,9 @@ import tifffile
 from PIL import Image
 from scipy import ndimage
 
-from unet.data import io
-from unet.data.io import DataFileError
+from unet import io
+from unet.data.sources import check_same_shape
+from unet.io import DataFileError
 
 # ----------------------------------------------------------------------------------------------------
 # helpers
@@ -172,6 +174,41 @@ def test_lzw_compressed_tiff(tmp_path: Path) -> None:
     np.testing.assert_array_equal(io.read_labels(tmp_path / "lab.tif"), lab)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "spatial_dims"),
+    [
+        ({"imagej": True, "metadata": {"axes": "ZCYX"}}, None),  # hyperstack: C first, then Z
+        ({"imagej": True, "metadata": {"axes": "ZYX"}}, 2),  # slices read as channels
+        ({"imagej": True}, 3),  # tifffile's default channels read as Z
+        ({"photometric": "rgb"}, None),  # samples axis
+        ({"photometric": "minisblack", "metadata": {"axes": "TZYX"}}, None),  # singleton T dropped
+    ],
+)
+def test_open_image_of_a_compressed_tiff_has_the_layout_of_read_image(
+    tmp_path: Path, kwargs: dict, spatial_dims: int | None
+) -> None:
+    """The lazy view of a compressed TIFF and the loaded image come from one axis-layout routine."""
+    shapes = {"ZCYX": (3, 2, 9, 10), "ZYX": (3, 9, 10), "TZYX": (1, 3, 9, 10)}
+    axes = kwargs.get("metadata", {}).get("axes")
+    shape = (9, 10, 3) if kwargs.get("photometric") == "rgb" else shapes.get(axes, (3, 9, 10))
+    arr = np.arange(math.prod(shape), dtype=np.uint16).reshape(shape)
+    tifffile.imwrite(tmp_path / "c.tif", arr, compression="zlib", **kwargs)
+    lazy = io.open_image(tmp_path / "c.tif", spatial_dims=spatial_dims).array
+    assert isinstance(lazy, io.ChannelFirstView)
+    loaded = io.read_image(tmp_path / "c.tif", spatial_dims=spatial_dims).array
+    np.testing.assert_array_equal(np.asarray(lazy), loaded)
+    np.testing.assert_array_equal(lazy[:, 1:3, 2:7], loaded[:, 1:3, 2:7])
+
+
+def test_open_image_refuses_what_read_image_refuses(tmp_path: Path) -> None:
+    tifffile.imwrite(
+        tmp_path / "rgb.tif", np.zeros((6, 7, 3), np.uint8), photometric="rgb", compression="zlib"
+    )
+    for read in (io.read_image, io.open_image):
+        with pytest.raises(DataFileError, match="is 2D, but spatial_dims=3"):
+            read(tmp_path / "rgb.tif", spatial_dims=3)
+
+
 # ----------------------------------------------------------------------------------------------------
 # PNG / layouts
 # ----------------------------------------------------------------------------------------------------
@@ -310,21 +347,12 @@ def test_read_labels_values_and_errors(tmp_path: Path) -> None:
     np.testing.assert_array_equal(io.read_labels(tmp_path / "pal.png"), [[0, 1], [2, 3]])
 
 
-def test_mask_to_instances_connectivity() -> None:
-    mask = np.zeros((5, 5), np.uint8)
-    mask[0, 0] = mask[1, 1] = 255
-    mask[3:5, 3:5] = 255
-    full = io.mask_to_instances(mask)
-    assert full.max() == 2 and full[0, 0] == full[1, 1]
-    assert io.mask_to_instances(mask, connectivity=1).max() == 3
-
-
 def test_check_same_shape_names_files() -> None:
-    io.check_same_shape(np.zeros((2, 4, 5)), np.zeros((4, 5)), "img.tif", "lab.tif")
+    check_same_shape(np.zeros((2, 4, 5)), np.zeros((4, 5)), "img.tif", "lab.tif")
     with pytest.raises(DataFileError, match=r"lab\.tif.*img\.tif"):
-        io.check_same_shape(np.zeros((1, 4, 5)), np.zeros((4, 6)), "img.tif", "lab.tif")
+        check_same_shape(np.zeros((1, 4, 5)), np.zeros((4, 6)), "img.tif", "lab.tif")
     with pytest.raises(DataFileError, match=r"lab\.tif"):
-        io.check_same_shape(np.zeros((4, 5)), np.zeros((4, 5)), "img.tif", "lab.tif")  # no channel axis
+        check_same_shape(np.zeros((4, 5)), np.zeros((4, 5)), "img.tif", "lab.tif")  # no channel axis
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -513,7 +541,7 @@ def test_atomic_tiff_writer_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         Path(path).write_bytes(b"II*\x00partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(io.tifffile, "imwrite", broken_imwrite)
+    monkeypatch.setattr(io.images.tifffile, "imwrite", broken_imwrite)
     with pytest.raises(OSError, match="disk full"):
         io.write_tiff(tmp_path / "x.tif", np.zeros((4, 4), np.uint8))
     assert list(tmp_path.iterdir()) == []

@@ -11,8 +11,7 @@ import pytest
 import roifile
 from scipy import ndimage as ndi
 
-from unet import ooc, postprocess
-from unet.data import io
+from unet import io, ooc, postprocess
 
 
 def _probabilities(shape: tuple[int, ...], k: int, seed: int, sigma: float = 0.8) -> np.ndarray:

@@ -11,6 +11,7 @@ from unet.postprocess import (
     detection_points,
     instance_labels,
     label_centroids,
+    mask_to_instances,
     measure_objects,
     summarize,
 )
@@ -307,3 +308,12 @@ def test_auto_instances_are_chosen_on_validation_and_travel_in_the_card() -> Non
     assert fixed.finish_validation(dict(fixed.score(probs, Annotation(labels=gt))))["iou"] < 0.7
     with pytest.raises(ValueError, match=r"task\.instances"):
         SegmentationTask(instances="magic")
+
+
+def test_mask_to_instances_connectivity() -> None:
+    mask = np.zeros((5, 5), np.uint8)
+    mask[0, 0] = mask[1, 1] = 255
+    mask[3:5, 3:5] = 255
+    full = mask_to_instances(mask)
+    assert full.max() == 2 and full[0, 0] == full[1, 1]
+    assert mask_to_instances(mask, connectivity=1).max() == 3

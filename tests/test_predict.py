@@ -15,8 +15,7 @@ import roifile
 import torch
 import zarr
 
-from unet import postprocess
-from unet.data import io
+from unet import io, postprocess
 from unet.data.preprocess import normalize
 from unet.evaluation import evaluate_dirs
 from unet.inference import ModelCard, load_model, predict_image

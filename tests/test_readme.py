@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from unet.data import io
+from unet import io
 from unet.data.synthetic import synthetic_brightfield, synthetic_cells
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -54,7 +54,7 @@ def _folders(root: Path, dims: int) -> Path:
     """root/train and root/val with 2D images (or 3D stacks with an element size) and instance labels."""
     import numpy as np
 
-    from unet.data import io
+    from unet import io
     from unet.data.synthetic import synthetic_brightfield, synthetic_cells
 
     es = (1.5, 0.5, 0.5) if dims == 3 else None

@@ -19,7 +19,7 @@ File formats accepted (both for predictions and ground truth; see :func:`load_pr
 * segmentation: instance label image (TIFF, PNG, BMP, ``.npy``; a binary 0/255 or 0/1 mask is split
   into connected components with full connectivity -- 8-neighbourhood in 2D, 26 in 3D, as M6.1), or an
   ImageJ ROI set (``.zip`` / ``.roi``).
-* detection: point CSV (:func:`unet.data.io.read_points_csv`), ImageJ ROI set with multi-point ROIs (area
+* detection: point CSV (:func:`unet.io.read_points_csv`), ImageJ ROI set with multi-point ROIs (area
   ROIs only: their centroids), or a dot / label image (each connected region of equal non-zero value is one
   point at its centroid: single-pixel dots, small drawn disks, class-coded dot images and instance label
   images all work). Point classes are ignored (class-agnostic evaluation).
@@ -68,12 +68,11 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import roifile
 from skimage.measure import label as label_regions
 
-from unet import metrics
-from unet.data import io
-from unet.data.io import DataFileError
+from unet import io, metrics
+from unet.io import DataFileError
+from unet.postprocess import mask_to_instances
 
 logger = logging.getLogger(__name__)
 
@@ -183,51 +182,9 @@ def json_safe(obj: Any) -> Any:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _csv_spatial_dims(path: Path) -> int | None:
-    """Spatial dims from a point CSV's header (``z`` / ``axis-2`` column -> 3); headerless: by columns."""
-    try:
-        with open(path, encoding="utf-8-sig") as fh:
-            for line in fh:
-                cells = [c.strip().lower() for c in line.strip().split(",")]
-                if not any(cells) or cells[0].startswith("#"):
-                    continue
-                try:
-                    [float(c) for c in cells if c]
-                except ValueError:
-                    return 3 if ("z" in cells or "axis-2" in cells) else 2
-                return 3 if len(cells) == 4 else None  # z, y, x, class; 3 columns are ambiguous
-    except (OSError, UnicodeDecodeError):
-        return None  # read_points_csv reports the problem
-    return None
-
-
-def _roi_extent(path: Path) -> tuple[int, int, int]:
-    """``(slices, rows, columns)`` enclosing all ROIs of an ImageJ ROI file (slices 0 = no z positions)."""
-    try:
-        rois = roifile.roiread(path)
-    except Exception as exc:  # roifile raises many exception types
-        raise DataFileError(path, f"cannot read ImageJ ROIs ({type(exc).__name__}: {exc})") from exc
-    if isinstance(rois, roifile.ImagejRoi):
-        rois = [rois]
-    nz = ny = nx = 0
-    for roi in rois:
-        nz = max(nz, int(roi.z_position), int(roi.position))
-        if roi.counter_positions is not None and len(roi.counter_positions):
-            nz = max(nz, int(np.max(roi.counter_positions)))
-        ny, nx = max(ny, int(roi.bottom) + 1), max(nx, int(roi.right) + 1)
-        try:
-            xy = np.asarray(roi.coordinates(), dtype=np.float64).reshape(-1, 2)
-        except Exception:  # composite ROIs etc.: the bounding rectangle suffices
-            continue
-        if xy.size:
-            nx = max(nx, math.ceil(float(xy[:, 0].max())) + 1)
-            ny = max(ny, math.ceil(float(xy[:, 1].max())) + 1)
-    return nz, max(ny, 1), max(nx, 1)
-
-
 def _roi_shape(paths: Sequence[Path], ndim: int | None) -> tuple[int, ...]:
     """An image shape enclosing the ROIs of all ``paths`` (3D if ``ndim == 3`` or a ROI is on slice > 1)."""
-    ext = np.max([_roi_extent(p) for p in paths], axis=0)
+    ext = np.max([io.roi_extent(p) for p in paths], axis=0)
     if ndim is None:
         ndim = 3 if ext[0] > 1 else 2
     return (max(int(ext[0]), 1), int(ext[1]), int(ext[2])) if ndim == 3 else (int(ext[1]), int(ext[2]))
@@ -325,9 +282,9 @@ def _load(
         _check_shape(p, shp, lab.shape)
         if task == "detection":
             return _centroids(lab), tuple(lab.shape)
-        return (io.mask_to_instances(lab) if _is_binary(lab) else lab), tuple(lab.shape)
+        return (mask_to_instances(lab) if _is_binary(lab) else lab), tuple(lab.shape)
     if kind == _CSV:  # detection only
-        points, _ = io.read_points_csv(p, ndim or _csv_spatial_dims(p) or 2, shape=shp)
+        points, _ = io.read_points_csv(p, ndim or io.csv_spatial_dims(p) or 2, shape=shp)
         return points, shp
     # ImageJ ROIs
     if shp is None:
@@ -494,7 +451,7 @@ def _load_pair(
     Without any image, ROI sets are rasterised on the smallest shape holding the ROIs of both files, and
     the dimensionality comes from a CSV header (``z`` column) or the ROIs' slice positions.
     """
-    dims = [_csv_spatial_dims(p) for p in (pred_path, gt_path) if _kind(p) == _CSV]
+    dims = [io.csv_spatial_dims(p) for p in (pred_path, gt_path) if _kind(p) == _CSV]
     ndim = 3 if 3 in dims else None
     gt = pred = None
     gt_shape = pred_shape = None
@@ -528,7 +485,7 @@ def _load_pair(
 
 def _segmentation_labels(x: npt.ArrayLike) -> np.ndarray:
     arr = np.asarray(x)
-    return io.mask_to_instances(arr) if arr.dtype == bool else arr
+    return mask_to_instances(arr) if arr.dtype == bool else arr
 
 
 def _evaluate_pair(
@@ -744,7 +701,7 @@ def evaluate_dirs(
     All pairs are matched (:func:`match_files`) and loaded (:func:`load_prediction`,
     :func:`load_ground_truth`; CSV/ROI files take the shape of their partner image) and their shapes
     checked before any metric is computed, so a missing partner or a shape mismatch fails fast with a
-    :class:`~unet.data.io.DataFileError` naming the file. All pairs are held in memory. Then
+    :class:`~unet.io.DataFileError` naming the file. All pairs are held in memory. Then
     :func:`evaluate_pair` runs per image, and ``metrics.csv``, ``metrics.json`` and (if ``plot``)
     ``metrics.png`` are written atomically into ``output_dir`` (see the module docstring for the formats).
 
@@ -858,9 +815,7 @@ def _write_outputs(result: EvaluationResult, out: Path, *, plot: bool) -> None:
         "mean": {k: v for k, v in result.mean.items() if k != "image"},
         "pooled": result.pooled,
     }
-    text = json.dumps(json_safe(doc), indent=2, allow_nan=False)
-    with io.atomic_write(json_path) as tmp:
-        tmp.write_text(text + "\n", encoding="utf-8")
+    io.write_text(json_path, json.dumps(json_safe(doc), indent=2, allow_nan=False) + "\n")
     result.outputs.update(csv=csv_path, json=json_path)
     if plot:
         _plot(result, png_path)

@@ -1,7 +1,7 @@
 """Out-of-core instances and measurements: labels, objects table, detection points and ROIs of volumes that
 do not fit in memory, computed block by block from zarr arrays (issue 15).
 
-The results equal the in-core ones of :mod:`unet.postprocess` and :mod:`unet.data.io` on volumes that fit:
+The results equal the in-core ones of :mod:`unet.postprocess` and :mod:`unet.io` on volumes that fit:
 
 * :func:`label_out_of_core` = :func:`unet.postprocess.instance_labels` (connected components of each
   foreground class of the arg-max class map, full 8-/26-connectivity by default, ``min_size`` removal).
@@ -12,7 +12,7 @@ The results equal the in-core ones of :mod:`unet.postprocess` and :mod:`unet.dat
   relative: coordinate sums are exact integers, intensity sums are added block by block).
 * :func:`detection_points_out_of_core` = :func:`unet.postprocess.detection_points`: centroids weighted by
   ``1 - p_background`` (plain centroid where the weights sum to 0).
-* :func:`write_rois_out_of_core` = :func:`unet.data.io.write_rois`: the same ROI set (same ROIs, names,
+* :func:`write_rois_out_of_core` = :func:`unet.io.write_rois`: the same ROI set (same ROIs, names,
   positions and order).
 
 How (memory bounded by one block, not by the volume):
@@ -29,7 +29,7 @@ How (memory bounded by one block, not by the volume):
 3. Per component: size (sum), first pixel (min) and class; components below ``min_size`` dropped; the
    others numbered by (class, first pixel), which is the in-core order; pass 3 maps every block of the
    provisional ids through this lookup table into the output zarr (written under a temporary name and
-   renamed, as :func:`unet.data.io.atomic_zarr`).
+   renamed, as :func:`unet.io.atomic_zarr`).
 
 Memory: one block of probabilities plus a few block-sized temporaries (about 25 bytes per block voxel
 for K = 2: ~100 MiB at the default block of 4 Mvoxel), face bands, and tables with one entry per
@@ -68,8 +68,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage as ndi
 
-from unet import postprocess
-from unet.data import io
+from unet import io, postprocess
 
 __all__ = [
     "DEFAULT_BLOCK_VOXELS",
@@ -148,19 +147,6 @@ def _block_slices(shape: Sequence[int], block: Sequence[int]) -> Iterator[tuple[
     """``(grid index, slices)`` of every block, in C order."""
     for g in np.ndindex(*_grid(shape, block)):
         yield g, tuple(slice(i * b, min((i + 1) * b, s)) for i, b, s in zip(g, block, shape))
-
-
-def _zarr_array(path: Path, shape: Sequence[int], chunks: Sequence[int], dtype: Any) -> Any:
-    import zarr
-
-    return zarr.open_array(
-        str(path),
-        mode="w",
-        shape=tuple(int(s) for s in shape),
-        chunks=tuple(int(c) for c in chunks),
-        dtype=dtype,
-        fill_value=0,
-    )
 
 
 def _label_block(array: Any, sl: tuple, name: str) -> np.ndarray:
@@ -282,13 +268,13 @@ def label_out_of_core(
     work.mkdir(parents=True)
     try:
         # ---- pass 1: block-local components -> provisional ids, tables, faces
-        prov = _zarr_array(work / "provisional.zarr", shape, block, np.uint32)
+        prov = io.create_zarr(work / "provisional.zarr", shape, chunks=block, dtype=np.uint32)
         faces = {
-            ax: _zarr_array(
+            ax: io.create_zarr(
                 work / f"faces{ax}.zarr",
                 (2 * (grid[ax] - 1), *shape[:ax], *shape[ax + 1 :]),
-                (1, *block[:ax], *block[ax + 1 :]),
-                np.uint32,
+                chunks=(1, *block[:ax], *block[ax + 1 :]),
+                dtype=np.uint32,
             )
             for ax in range(nd)
             if grid[ax] > 1
@@ -590,8 +576,8 @@ def measure_out_of_core(
         labels_zarr: ``(Y, X)`` / ``(Z, Y, X)`` non-negative integer labels: a ``.zarr`` path or an array-like
             (ids need not be consecutive).
         image: Optional intensities ``(C, *S)`` or ``(*S)``: array-like (zarr, memmap,
-            :class:`unet.data.io.ChannelFirstView`) or an image path (opened lazily with
-            :func:`unet.data.io.open_image`).
+            :class:`unet.io.ChannelFirstView`) or an image path (opened lazily with
+            :func:`unet.io.open_image`).
         element_size: µm per spatial axis (array order), or None.
         class_of: Class per label id (array indexed by id, or mapping), None: all 1.
         chunks: Processing block; default: the stored chunks grown to about :data:`DEFAULT_BLOCK_VOXELS`.
@@ -698,7 +684,7 @@ def write_rois_out_of_core(
     rows: Sequence[Mapping[str, Any]] | None = None,
     chunks: Sequence[int] | None = None,
 ) -> int:
-    """:func:`unet.data.io.write_rois` of a stored label volume: the same ROI set (one traced polygon or
+    """:func:`unet.io.write_rois` of a stored label volume: the same ROI set (one traced polygon or
     composite ROI per object (2D) / per object and z slice (3D), in label order, same names and
     positions), reading objects in groups (see the module docstring).
 
@@ -712,18 +698,13 @@ def write_rois_out_of_core(
     Returns:
         The number of ROIs written.
     """
-    import roifile
-
-    p = Path(path)
-    if p.suffix.lower() != ".zip":
-        raise ValueError(f"{p}: ROI sets must be written as .zip")
+    p = io.roi_set_path(path)
     lab_arr = _open(labels_zarr)
     shape = tuple(int(s) for s in lab_arr.shape)
     nd = len(shape)
     if nd not in (2, 3):
         raise ValueError(f"{p}: labels must be (Y, X) or (Z, Y, X), got shape {shape}")
-    if max(shape[-2:]) > 60000:
-        raise ValueError(f"{p}: images wider/taller than 60000 pixels cannot be stored as ImageJ ROIs")
+    io.check_roi_plane(shape, p)
     block = _block_shape(shape, _stored_chunks(lab_arr), chunks, DEFAULT_BLOCK_VOXELS)
     if rows is None:
         ids, st = _measure_pass(lab_arr, block)
@@ -733,7 +714,7 @@ def write_rois_out_of_core(
         bbox = np.array([tuple(r["bbox"]) for r in rows], np.int64).reshape(-1, 2 * nd)
     if ids.size and ids.max() >= 2**31:
         raise ValueError(f"{p}: label ids must be < 2**31")
-    width = max(5, len(str(int(ids.max())))) if ids.size else 5
+    width = io.label_digits(int(ids.max()) if ids.size else 0)
     per_object: dict[int, list] = {}
     max_voxels = 4 * math.prod(block)
     for group, region in _object_groups(bbox, block, max_voxels) if ids.size else ():
@@ -753,25 +734,14 @@ def write_rois_out_of_core(
                 b0, b1 = bbox[k, :nd] - lo, bbox[k, nd:] - lo
                 if nd == 2:
                     obj = lab[b0[0] : b1[0], b0[1] : b1[1]] == lid
-                    loops = io._trace_loops(obj)
-                    offset = np.array([bbox[k, 1], bbox[k, 0]])
-                    name = f"label{lid:0{width}d}"
-                    per_object.setdefault(lid, []).append(
-                        io._loops_to_roi([lp + offset for lp in loops], name, None)
-                    )
+                    roi = io.outline_roi(obj, (bbox[k, 1], bbox[k, 0]), lid, width)
+                    per_object.setdefault(lid, []).append(roi)
                     continue
                 za, zb = max(bbox[k, 0], reg[0].start), min(bbox[k, nd], reg[0].stop)
-                offset = np.array([bbox[k, 2], bbox[k, 1]])
                 for z in range(za, zb):
                     plane = lab[z - z0, b0[1] : b1[1], b0[2] : b1[2]] == lid
-                    if not plane.any():
-                        continue
-                    loops = io._trace_loops(plane)
-                    name = f"label{lid:0{width}d}-z{z + 1:04d}"
-                    roi = io._loops_to_roi([lp + offset for lp in loops], name, z)
-                    per_object.setdefault(lid, []).append(roi)
+                    if plane.any():
+                        roi = io.outline_roi(plane, (bbox[k, 2], bbox[k, 1]), lid, width, int(z))
+                        per_object.setdefault(lid, []).append(roi)
             del lab
-    rois = [roi for lid in sorted(per_object) for roi in per_object[lid]]
-    with io.atomic_write(p) as tmp:
-        roifile.roiwrite(tmp, rois, mode="w")
-    return len(rois)
+    return io.write_roi_set([roi for lid in sorted(per_object) for roi in per_object[lid]], p)

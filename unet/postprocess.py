@@ -10,9 +10,9 @@ background, ``1..K-1`` = foreground classes). This module turns them into
   point per cell"), the centroid of the component, weighted by the foreground probability when
   probabilities are given;
 * per-object measurements (:func:`measure_objects`) and per-image summaries (:func:`summarize`), as rows
-  (``dict``) ready for :func:`unet.data.io.write_csv`.
+  (``dict``) ready for :func:`unet.io.write_csv`.
 
-Conventions (shared with :mod:`unet.data.io`): spatial arrays are ``(Y, X)`` or ``(Z, Y, X)``; images are
+Conventions (shared with :mod:`unet.io`): spatial arrays are ``(Y, X)`` or ``(Z, Y, X)``; images are
 channel-first ``(C, *S)``; ``element_size`` is the physical pixel/voxel extent in micrometres per spatial
 axis in array order (``(y, x)`` or ``(z, y, x)``); points are float ``(N, ndim)`` in array index order and
 pixel units, integer values being pixel centres.
@@ -39,6 +39,7 @@ __all__ = [
     "class_map",
     "detection_points",
     "instance_labels",
+    "mask_to_instances",
     "measure_objects",
     "summarize",
     "watershed_instances",
@@ -186,6 +187,22 @@ def instance_labels(
     return labels, np.concatenate(class_list)
 
 
+def mask_to_instances(mask: npt.ArrayLike, connectivity: int | None = None) -> npt.NDArray[np.int32]:
+    """Connected components of a binary mask as instance labels.
+
+    Args:
+        mask: ``(Y, X)`` or ``(Z, Y, X)`` array; nonzero = foreground (e.g. 0/255 masks).
+        connectivity: Neighbourhood as in :func:`scipy.ndimage.generate_binary_structure`: 1 = faces
+            only (4/6-neighbourhood) ... ``ndim`` = full (8/26-neighbourhood, the default).
+
+    Returns:
+        int32 labels, 0 = background, objects numbered 1..N in raster order.
+    """
+    mask = np.asarray(mask)
+    labels, _ = ndi.label(mask != 0, structure=_structure(mask.ndim, connectivity), output=np.int32)
+    return labels
+
+
 # ---------------------------------------------------------------------------------------------- centroids
 def _foreground(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flat indices of the nonzero pixels and their labels."""
@@ -304,7 +321,7 @@ def _perimeters(labels: np.ndarray, n: int) -> np.ndarray:
 
 
 def _trace_next_lut() -> np.ndarray:
-    """Next direction of :func:`unet.data.io.write_rois`' outline tracing, indexed by ``16 * d + code``:
+    """Next direction of :func:`unet.io.write_rois`' outline tracing, indexed by ``16 * d + code``:
     ``d`` the incoming direction (E, S, W, N = 0..3), ``code`` the 2 x 2 pixels around the vertex that
     belong to the object (bits: top-left 1, top-right 2, bottom-left 4, bottom-right 8); the first
     outgoing boundary edge of a left turn, straight on, right turn (-1: none)."""
@@ -322,7 +339,7 @@ _TRACE_NEXT = _trace_next_lut()
 
 def _imagej_perimeters(labels: np.ndarray, n: int, pw: float = 1.0, ph: float = 1.0) -> np.ndarray:
     """Per-label perimeter ``(n + 1,)`` as ImageJ 1.53t measures ("Perim.") the ROIs of
-    :func:`unet.data.io.write_rois`, for pixels of size ``pw x ph``.
+    :func:`unet.io.write_rois`, for pixels of size ``pw x ph``.
 
     Each object's outline is traced along pixel edges exactly as ``write_rois`` traces it (every edge
     between the object and anything else, the object on the right-hand side, turning left first at a
@@ -455,7 +472,7 @@ def measure_objects(
       element size isotropic in-plane (``y == x``) also ``perimeter_um = perimeter_px * element_size``
       (omitted for anisotropic pixels, where a pixel-unit perimeter has no single physical scale);
     * 2D only: ``perimeter_imagej_px``, ImageJ's "Perim." of the object's ROI as written by
-      :func:`unet.data.io.write_rois` (outline traced along pixel edges; ImageJ 1.53t
+      :func:`unet.io.write_rois` (outline traced along pixel edges; ImageJ 1.53t
       ``PolygonRoi.getTracedPerimeter``: edge length minus ``(2 - sqrt(2))`` per counted corner, summed
       over the loops of a composite ROI), and with ``element_size`` ``perimeter_imagej_um``, ImageJ's
       calibrated value ``sumdx * x_size + sumdy * y_size - nCorners * (x_size + y_size - sqrt(x_size^2 +

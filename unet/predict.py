@@ -14,12 +14,12 @@ Outputs per image ``<stem>`` (every file is written atomically, so a file that e
   Falk 2019 M6.1; components smaller than the task's ``min_size`` removed), uint16 ImageJ TIFF (OME-TIFF
   int32 beyond 65535 objects).
 * ``<stem>_rois.zip``: ImageJ/Fiji ROI set: segmentation: one traced polygon (or composite) ROI per object
-  and z slice (:func:`unet.data.io.write_rois`, rasterises back to the labels exactly); detection: one
-  multi-point ROI per class (:func:`unet.data.io.write_point_rois`).
+  and z slice (:func:`unet.io.write_rois`, rasterises back to the labels exactly); detection: one
+  multi-point ROI per class (:func:`unet.io.write_point_rois`).
 * ``<stem>_points.csv`` (detection only): one point per component, its centroid weighted by the foreground
   probability (:func:`unet.postprocess.detection_points`, as validation scores it), columns
   ``index, axis-0, axis-1[, axis-2]`` (napari opens the file as a Points layer as it is) then
-  ``[z,] y, x, class[, z_um], y_um, x_um`` (:func:`unet.data.io.write_points_csv`).
+  ``[z,] y, x, class[, z_um], y_um, x_um`` (:func:`unet.io.write_points_csv`).
 * ``<stem>_objects.csv``: one row per labelled object (:func:`unet.postprocess.measure_objects` with the
   raw image's intensities and the element size): label, class, centroid, area/volume, equivalent
   diameter, perimeter (2D), mean/max intensity per channel, bounding box (only the header if there are
@@ -31,7 +31,7 @@ mean sizes, plus the ``probabilities`` file name), rewritten at the end of every
 the summary); ``overwrite=True`` recomputes it.
 
 Out-of-core prediction: an image whose float32 probabilities (``K * pixels * 4`` bytes) exceed
-``out_of_core_mib`` is never loaded. It is opened lazily (:func:`unet.data.io.open_image`: a memmap for an
+``out_of_core_mib`` is never loaded. It is opened lazily (:func:`unet.io.open_image`: a memmap for an
 uncompressed contiguous TIFF or ``.npy``, a zarr view for a compressed TIFF or a ``.zarr`` directory), its
 per-channel minimum and maximum (Falk M4 normalisation) are computed in a streaming pass over blocks of at
 most ``out_of_core_mib / 8`` MiB, tiles are read, normalised and predicted one batch at a time
@@ -67,8 +67,7 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from unet import postprocess
-from unet.data import io
+from unet import io, postprocess
 from unet.data.preprocess import scale_factors, scaled_shape
 from unet.hardware import check_device, default_tile_budget_mib
 from unet.inference import ModelCard, load_model, predict_image
@@ -713,8 +712,7 @@ def _merge_shards(
 
     rows = [{k: plain(v) for k, v in r.items()} for r in summary]
     payload = {"rows": rows, "failures": [[str(p), why] for p, why in failures]}
-    with io.atomic_write(part) as tmp:
-        tmp.write_text(json.dumps(payload, default=str))
+    io.write_text(part, json.dumps(payload, default=str))
     barrier()
     if rank != 0:
         return summary, failures
@@ -722,7 +720,7 @@ def _merge_shards(
     merged_failures: list[tuple[Path, str]] = []
     for r in range(world):
         path = out_dir / f".summary.part{r:05d}.json"
-        data = json.loads(path.read_text())
+        data = json.loads(io.read_text(path))
         merged_rows += data["rows"]
         merged_failures += [(Path(p), why) for p, why in data["failures"]]
         path.unlink()

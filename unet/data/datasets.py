@@ -46,8 +46,9 @@ from typing import Any
 
 import numpy as np
 
-from unet.data import io
-from unet.data.sources import Annotation, Item, read_annotation
+from unet import io
+from unet.data.sources import Annotation, Item, check_same_shape, read_annotation
+from unet.postprocess import mask_to_instances
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +224,7 @@ class DatasetSource(_Splits):
             pairs = io.find_pairs(self.images_dir, self.annotations_dir)
         except (FileNotFoundError, io.DataFileError) as e:
             raise ValueError(str(e)) from None
-        self.files = {_stem(image): (image, ann) for image, ann in pairs}
+        self.files = {io.file_stem(image, ()): (image, ann) for image, ann in pairs}
         self._check_split()
 
     # ------------------------------------------------------------------------------------------- split
@@ -297,9 +298,9 @@ class DatasetSource(_Splits):
         if tuple(arr.shape) != shape:
             raise ValueError(f"{path}: annotation shape {tuple(arr.shape)} differs from the image's {shape}")
         if kind == "binary_instances":
-            return Annotation(labels=io.mask_to_instances(arr != 0))
+            return Annotation(labels=mask_to_instances(arr != 0))
         if kind == "interior_instances":
-            return Annotation(labels=io.mask_to_instances(arr != 0, connectivity=1))
+            return Annotation(labels=mask_to_instances(arr != 0, connectivity=1))
         points = np.argwhere(arr != 0).astype(np.float64)  # dots
         return Annotation(points=points, classes=np.ones(len(points), np.int64))
 
@@ -318,7 +319,7 @@ class DatasetSource(_Splits):
             matches = sorted(self.ignore_dir.glob(stem + ".*"))
             if matches:
                 ign = io.read_labels(matches[0]) != 0
-                io.check_same_shape(image, ign, image_path, matches[0])
+                check_same_shape(image, ign, image_path, matches[0])
                 ann.ignore = ign if ann.ignore is None else (ann.ignore | ign)
         if self.grayscale and image.shape[0] > 1:
             image = image.astype(np.float32).mean(axis=0, keepdims=True)
@@ -344,15 +345,6 @@ class DatasetSource(_Splits):
         return items
 
 
-
-
-def _stem(path: Path) -> str:
-    """File name without its suffix (``a.ome.tif`` -> ``a``), as :func:`unet.data.io.find_pairs` pairs."""
-    low = path.name.lower()
-    for suffix in (".ome.tiff", ".ome.tif"):
-        if low.endswith(suffix):
-            return path.name[: -len(suffix)]
-    return path.stem
 
 
 def _crop(image: np.ndarray, ann: Annotation, region: Region) -> tuple[np.ndarray, Annotation]:

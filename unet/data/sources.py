@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from unet.data import io
+from unet import io
 from unet.data.synthetic import synthetic_brightfield, synthetic_cells
-from unet.postprocess import label_centroids
+from unet.postprocess import label_centroids, mask_to_instances
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,30 @@ class Item:
     annotation: Annotation
     element_size: tuple[float, ...] | None = None
     meta: dict = field(default_factory=dict)
+
+
+def check_same_shape(
+    image: np.ndarray, labels: np.ndarray, image_path: io.PathLike | None, label_path: io.PathLike | None
+) -> None:
+    """Check that a channel-first image and a label image cover the same pixels.
+
+    Args:
+        image: ``(C, Y, X)`` or ``(C, Z, Y, X)`` image (channel axis required).
+        labels: ``(Y, X)`` or ``(Z, Y, X)`` labels (or any annotation array with spatial shape).
+        image_path: Image file for the error message.
+        label_path: Label file for the error message.
+
+    Raises:
+        DataFileError: Spatial shapes differ (message names both files and both shapes).
+    """
+    img_shape = tuple(np.shape(image))
+    lab_shape = tuple(np.shape(labels))
+    if len(img_shape) != len(lab_shape) + 1 or img_shape[1:] != lab_shape:
+        raise io.DataFileError(
+            label_path if label_path is not None else Path("<labels>"),
+            f"labels of shape {lab_shape} do not match image {image_path} of shape {img_shape} "
+            f"(spatial shape {img_shape[1:]}, channel axis first)",
+        )
 
 
 def split_items(items: Sequence[Item], num_folds: int, fold: int, seed: int) -> tuple[list[Item], list[Item]]:
@@ -278,7 +302,7 @@ class FolderSource:
                 matches = sorted(ignore_dir.glob(image_path.stem + ".*"))
                 if matches:
                     ign = io.read_labels(matches[0]) > 0
-                    io.check_same_shape(data.array, ign, image_path, matches[0])
+                    check_same_shape(data.array, ign, image_path, matches[0])
                     ann.ignore = ign if ann.ignore is None else (ann.ignore | ign)
             es = data.element_size if data.element_size is not None else self.element_size
             items.append(Item(image_path.stem, data.array, ann, es, {"path": str(image_path)}))
@@ -309,7 +333,7 @@ def read_annotation(path: Path, kind: str, shape: Sequence[int], spatial_dims: i
             if len(values) == 2 and values[0] == 0:
                 # a binary mask (0/1, 0/255, 0/65535...): instances = its connected components (a label image
                 # with a single object is the same thing)
-                arr = io.mask_to_instances(arr > 0)
+                arr = mask_to_instances(arr > 0)
             return Annotation(labels=arr.astype(np.int32))
         if arr.max(initial=0) == 255 and len(np.unique(arr)) <= 2:
             arr = (arr > 0).astype(np.int32)

@@ -205,7 +205,7 @@ def write_demo(out: str, n: int = 3, shape: Sequence[int] = (256, 256), seed: in
     """Write synthetic images and instance labels as TIFFs to ``out/images`` and ``out/labels``."""
     from pathlib import Path
 
-    from unet.data import io
+    from unet import io
 
     root = Path(out)
     for sub in ("images", "labels"):

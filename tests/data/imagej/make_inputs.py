@@ -1,12 +1,12 @@
 """Write the inputs that ``make_refs.ijm`` hands to ImageJ (see README.md in this folder).
 
-* ``fuzz_rois.zip``: 200 random area ROIs of every type :func:`unet.data.io.read_rois` reads (integer and
+* ``fuzz_rois.zip``: 200 random area ROIs of every type :func:`unet.io.read_rois` reads (integer and
   sub-pixel rectangles, ovals and rounded rectangles, polygon / freehand / traced ROIs with integer or
   sub-pixel coordinates, with and without the spline-fit flag, ellipses, rotated rectangles, composite
   ROIs with line, quadratic and cubic segments), many with coordinates on the half-pixel grid (ties),
   partly outside the 80 x 60 image.
 * ``objects_labels.png`` (8-bit instance labels, 64 x 48) and ``objects_rois.zip`` (written by
-  :func:`unet.data.io.write_rois`), for the measurements.
+  :func:`unet.io.write_rois`), for the measurements.
 
 Run from the repository root: ``OMP_NUM_THREADS=1 python tests/data/imagej/make_inputs.py``.
 """
@@ -22,7 +22,8 @@ from PIL import Image
 from roifile import ROI_OPTIONS, ROI_SUBTYPE, ROI_TYPE, ImagejRoi
 from scipy import ndimage as ndi
 
-from unet.data import io
+from unet import io
+from unet.io import roi_masks
 
 HERE = Path(__file__).resolve().parent
 FUZZ_SHAPE = (60, 80)  # (height, width) of the image the fuzz ROIs are rasterised on
@@ -128,7 +129,7 @@ def _composite(rng: np.random.Generator) -> ImagejRoi:
 def _outside(roi: ImagejRoi) -> bool:
     """True if the ROI's integer bounds lie entirely outside the image: ImageJ's ROI Manager would move
     such a ROI to the image centre when selecting it (``RoiManager.restore``), so none are generated."""
-    m = io._imagej_roi_mask(roi)
+    m = roi_masks.imagej_roi_mask(roi)
     if m is None:
         return True
     x, y, mask = m

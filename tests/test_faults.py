@@ -28,7 +28,7 @@ import pytest
 import tifffile
 import torch
 
-from unet.data import io
+from unet import io
 from unet.data.synthetic import place_cells
 from unet.inference import ModelCard
 from unet.models.unet import UNet

@@ -113,7 +113,8 @@ def _disk_full(e: BaseException) -> bool:
 def clean_stale_temporaries(directory: PathLike, names: Sequence[str]) -> list[Path]:
     """Remove the hidden temporaries a killed run left for these output ``names`` (files or .zarr dirs).
 
-    :func:`atomic_write` and :func:`atomic_zarr` write under ``.<name>.<token>.tmp*``; a hard kill can leave
+    :func:`atomic_write` and :func:`atomic_zarr` write under ``.<name>.<token>.tmp*`` (a replaced store is
+    moved aside to ``.<name>.<token>.old.tmp``); a hard kill can leave
     one behind. Returns what was removed.
     """
     removed = []

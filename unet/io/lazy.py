@@ -250,7 +250,7 @@ def atomic_zarr(
             arr.attrs.update(dict(attrs))
         yield arr
         if final.exists():
-            old = final.parent / f".{final.name}.{token}.old"
+            old = final.parent / f".{final.name}.{token}.old.tmp"  # a stale temporary if killed here
             os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)

@@ -155,13 +155,6 @@ class LitUNet(L.LightningModule):
         if batch_idx == 0 and self.log_images and not self.trainer.sanity_checking:
             self._log_panels(prepared, probs)
 
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        """Validation batches are whole prepared images (numpy, on the host): predicted tile by tile on the
-        device, never copied there whole."""
-        if self._trainer is not None and not self._trainer.training:
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     def on_validation_epoch_end(self) -> None:
         """Exact means over the validation images: sums and counts reduced over ranks, repeats left out;
         per key, NaN scores are left out (a key with no finite score logs NaN)."""

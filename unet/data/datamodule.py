@@ -380,6 +380,14 @@ class UNetDataModule(L.LightningDataModule):
             return warp_batch(batch, self.tile_shape, self.out_shape, self.augment.interpolation)
         return batch
 
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Validation batches are whole prepared images (numpy, on the host): the LightningModule predicts
+        them tile by tile on the device, so they are never copied there whole."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and not trainer.training:
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def val_dataloader(self) -> DataLoader:
         rank, world = self._rank()
         # every rank gets the same number of images (padded by repetition, as DistributedSampler does), so

@@ -221,7 +221,7 @@ def test_device_augmentation_equals_worker_augmentation(tmp_path) -> None:
     worker = next(iter(dm.train_dataloader()))
     dm.augment_on = "device"
     raw = next(iter(dm.train_dataloader()))
-    from unet.data.dataset import warp_batch
+    from unet.data.tiles import warp_batch
 
     device = warp_batch(raw, dm.tile_shape, dm.out_shape)
     assert torch.allclose(worker["image"], device["image"], atol=1e-5)

@@ -240,7 +240,7 @@ def score_items(task: Any, source: Any, probabilities: Any, *, em: bool = False)
                 pred = task.objects(probs, method, element_size=item.element_size)
                 if ann.ignore is not None:
                     pred = np.where(ann.ignore, 0, pred)
-                r = evaluate_pair(pred, gt, "segmentation")
+                r = evaluate_pair(gt, pred, "segmentation")
                 row.update({f"{k}_{method}": r[k] for k in ("mean_iou", "f1", "ap")})
                 if method == task.method:
                     row.update(r)
@@ -248,13 +248,13 @@ def score_items(task: Any, source: Any, probabilities: Any, *, em: bool = False)
         else:
             pred = task.objects(probs)
             gt = task.ground_truth(ann)
-            r = evaluate_pair(pred, gt, "detection", d_match=task.d_match)
+            r = evaluate_pair(gt, pred, "detection", d_match=task.d_match)
             row.update(r)
             row["det_f1"] = r["f1"]
         if em:
             interior = probs[1:].sum(axis=0)  # foreground (= cell interior) probability
             gt_bin = (task.ground_truth(ann) > 0).astype(np.uint8)
-            scores = evaluate_pair(interior, gt_bin, "em")
+            scores = evaluate_pair(gt_bin, interior, "em")
             row.update({f"em_{k}": v for k, v in scores.items()})
             row["pixel_error"] = scores["best_pixel_error"]
             row["rand_error"] = scores["best_adapted_rand_error"]

@@ -66,13 +66,13 @@ def test_shifted_squares_known_iou() -> None:
     pred = np.zeros_like(gt)
     pred[5:15, 7:17] = 4  # shifted by 2: intersection 80, union 120
     pred[20:25, 20:25] = 9
-    row = ev.evaluate_pair(pred, gt, "segmentation", iou_thresholds=(0.5, 0.7))
+    row = ev.evaluate_pair(gt, pred, "segmentation", iou_thresholds=(0.5, 0.7))
     assert row["mean_iou"] == pytest.approx((80 / 120 + 1.0) / 2)
     assert (row["tp"], row["fp"], row["fn"], row["f1"]) == (2, 0, 0, 1.0)
     assert row["f1@0.50"] == 1.0 and row["f1@0.70"] == pytest.approx(0.5)
     assert row["ap"] == pytest.approx((1.0 + 1 / 3) / 2)
     # thresholds without 0.5: tp/fp/fn are still reported at IoU 0.5
-    row = ev.evaluate_pair(pred, gt, "segmentation", iou_thresholds=(0.7,))
+    row = ev.evaluate_pair(gt, pred, "segmentation", iou_thresholds=(0.7,))
     assert row["tp"] == 2 and row["f1@0.70"] == pytest.approx(0.5)
 
 
@@ -132,8 +132,8 @@ def test_detection_d_match(tmp_path: Path) -> None:
     assert (out / "metrics.png").stat().st_size > 0
     # physical units: with 0.5 um pixels the 6.5 px offset is 3.25 um < 6 um
     row = ev.evaluate_pair(
-        ev.load_prediction(pred / "a_points.csv", "detection"),
         ev.load_ground_truth(gt / "a.csv", "detection"),
+        ev.load_prediction(pred / "a_points.csv", "detection"),
         "detection",
         d_match=6.0,
         element_size=(0.5, 0.5),

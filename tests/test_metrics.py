@@ -344,8 +344,8 @@ def test_detection_3d() -> None:
 # ------------------------------------------------------------------------------------------ pixel / Rand
 def test_pixel_error() -> None:
     gt = np.array([[1, 1, 0, 0]])
-    assert pixel_error(np.array([[0.9, 0.5, 0.1, 0.6]]), gt) == pytest.approx(0.5)  # 0.5 is not > 0.5
-    assert pixel_error(np.array([[True, True, False, False]]), gt * 255) == 0.0
+    assert pixel_error(gt, np.array([[0.9, 0.5, 0.1, 0.6]])) == pytest.approx(0.5)  # 0.5 is not > 0.5
+    assert pixel_error(gt * 255, np.array([[True, True, False, False]])) == 0.0
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -409,7 +409,7 @@ def _membrane_gt() -> np.ndarray:
 
 def test_em_scores_perfect_and_merged() -> None:
     gt = _membrane_gt()
-    perfect = em_scores(1.0 - gt, gt)
+    perfect = em_scores(gt, 1.0 - gt)
     assert perfect.thresholds.size == 10
     for arr in (perfect.pixel_error, perfect.rand_error, perfect.adapted_rand_error, perfect.v_info_error):
         np.testing.assert_allclose(arr, 0.0, atol=1e-12)
@@ -417,13 +417,13 @@ def test_em_scores_perfect_and_merged() -> None:
     # a weak membrane (probability 0.6) disappears for thresholds < 0.4: two cells merge there
     prob = 1.0 - gt.astype(float)
     prob[10, 1:15] = 0.6
-    s = em_scores(prob, gt)
+    s = em_scores(gt, prob)
     low = s.thresholds < 0.4 - 1e-9
     assert np.all(s.adapted_rand_error[low] > 0) and np.all(s.adapted_rand_error[~low] < 1e-12)
     assert s.pixel_error[0] == pytest.approx(14 / gt.size)
     assert s.best_adapted_rand_error == pytest.approx(0.0, abs=1e-12)
     assert s.adapted_rand_error_at_05 == pytest.approx(0.0, abs=1e-12)
-    interior = em_scores(1.0 - prob, gt, membrane=False)
+    interior = em_scores(gt, 1.0 - prob, membrane=False)
     np.testing.assert_allclose(interior.adapted_rand_error, s.adapted_rand_error)
 
 
@@ -433,8 +433,8 @@ def test_em_scores_stack_is_mean_of_sections() -> None:
     p1 = np.clip(1.0 - gt + rng.normal(0, 0.3, gt.shape), 0, 1)
     p2 = np.clip(1.0 - gt + rng.normal(0, 0.3, gt.shape), 0, 1)
     ths = (0.3, 0.5)
-    a, b = em_scores(p1, gt, ths), em_scores(p2, gt, ths)
-    st = em_scores(np.stack([p1, p2]), np.stack([gt, gt]), ths)
+    a, b = em_scores(gt, p1, ths), em_scores(gt, p2, ths)
+    st = em_scores(np.stack([gt, gt]), np.stack([p1, p2]), ths)
     np.testing.assert_allclose(st.rand_error, (a.rand_error + b.rand_error) / 2)
     np.testing.assert_allclose(st.v_info_error, (a.v_info_error + b.v_info_error) / 2)
     assert st.pixel_error_at_05 == pytest.approx(st.pixel_error[1])

@@ -369,7 +369,7 @@ def test_val_iou_is_predict_then_evaluate(tmp_path, tta) -> None:
     for item in [p.item for p in dm.val_images]:  # the raw images and annotations, as on disk
         probs = predict_image(model.net, item.image, element_size=item.element_size, card=model.card, tta=tta)
         pred = task.objects(probs, element_size=item.element_size)
-        ious.append(evaluate_pair(pred, task.ground_truth(item.annotation), "segmentation")["mean_iou"])
+        ious.append(evaluate_pair(task.ground_truth(item.annotation), pred, "segmentation")["mean_iou"])
     assert len(ious) == 3 and max(ious) > 0
     assert float(trainer.callback_metrics["val/iou"]) == pytest.approx(np.mean(ious), abs=1e-6)
 

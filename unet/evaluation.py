@@ -489,8 +489,8 @@ def _segmentation_labels(x: npt.ArrayLike) -> np.ndarray:
 
 
 def _evaluate_pair(
-    pred: npt.ArrayLike,
     gt: npt.ArrayLike,
+    pred: npt.ArrayLike,
     task: str,
     *,
     d_match: float,
@@ -544,7 +544,7 @@ def _evaluate_pair(
             f1=det.f1,
         )
     else:
-        em = metrics.em_scores(pred, gt, thresholds=em_thresholds, membrane=membrane)
+        em = metrics.em_scores(gt, pred, thresholds=em_thresholds, membrane=membrane)
         row.update(
             pixel_error=em.pixel_error_at_05,
             rand_error=em.rand_error_at_05,
@@ -568,8 +568,8 @@ def _evaluate_pair(
 
 
 def evaluate_pair(
-    pred: npt.ArrayLike,
     gt: npt.ArrayLike,
+    pred: npt.ArrayLike,
     task: str,
     *,
     d_match: float = 6.0,
@@ -596,8 +596,8 @@ def evaluate_pair(
       :func:`unet.metrics.em_scores`).
 
     Args:
-        pred: Prediction (labels, points or probabilities).
         gt: Ground truth (labels, points or binary mask).
+        pred: Prediction (labels, points or probabilities).
         task: ``"segmentation"``, ``"detection"`` or ``"em"``.
         d_match: Detection matching tolerance.
         iou_thresholds: IoU thresholds for ``ap`` and ``f1@<t>``, in ``(0, 1]``.
@@ -609,8 +609,8 @@ def evaluate_pair(
         The metrics (ints for counts, floats otherwise).
     """
     return _evaluate_pair(
-        pred,
         gt,
+        pred,
         task,
         d_match=d_match,
         iou_thresholds=iou_thresholds,
@@ -741,8 +741,8 @@ def evaluate_dirs(
     curves: dict[str, dict[str, list[float]]] = {}
     for (key, pred_path, _), (pred, gt) in zip(files, loaded, strict=True):
         row, curve = _evaluate_pair(
-            pred,
             gt,
+            pred,
             task,
             d_match=d_match,
             iou_thresholds=ths,

@@ -565,7 +565,7 @@ def detection_f1(
 
 
 # ------------------------------------------------------------------------------------------ pixel / Rand
-def pixel_error(prob_or_binary: npt.ArrayLike, gt_binary: npt.ArrayLike, threshold: float = 0.5) -> float:
+def pixel_error(gt_binary: npt.ArrayLike, prob_or_binary: npt.ArrayLike, threshold: float = 0.5) -> float:
     """Fraction of misclassified pixels (ISBI 2012 "pixel error", Ronneberger 2015 Tab. 1).
 
     The prediction is binarised as ``prob > threshold`` unless it is already bool (as in the challenge's
@@ -574,8 +574,8 @@ def pixel_error(prob_or_binary: npt.ArrayLike, gt_binary: npt.ArrayLike, thresho
     same class as 1 (the EM challenge: 1 = cell interior, 0 = membrane; see :func:`em_scores`).
 
     Args:
-        prob_or_binary: Foreground probabilities or a bool mask.
         gt_binary: Binary (or 0/255) ground truth of the same shape.
+        prob_or_binary: Foreground probabilities or a bool mask.
         threshold: Binarisation threshold for non-bool predictions.
 
     Returns:
@@ -844,7 +844,7 @@ def _em_slice(interior: FloatArray, gt_lab: np.ndarray, structure: np.ndarray, t
     pred_lab, _ = ndi.label(binary, structure=structure)
     return np.array(
         [
-            pixel_error(binary, gt_lab),
+            pixel_error(gt_lab, binary),
             rand_error(gt_lab, pred_lab),
             adapted_rand_error(gt_lab, pred_lab),
             1.0 - v_info(gt_lab, pred_lab).v_info,
@@ -853,8 +853,8 @@ def _em_slice(interior: FloatArray, gt_lab: np.ndarray, structure: np.ndarray, t
 
 
 def em_scores(
-    membrane_prob_or_interior_prob: npt.ArrayLike,
     gt_interior_binary: npt.ArrayLike,
+    membrane_prob_or_interior_prob: npt.ArrayLike,
     thresholds: Sequence[float] | npt.NDArray[np.floating] = EM_THRESHOLDS,
     *,
     membrane: bool = True,
@@ -881,8 +881,8 @@ def em_scores(
     the challenge scripts do.
 
     Args:
-        membrane_prob_or_interior_prob: Probability map, 2D or a stack of 2D sections.
         gt_interior_binary: Ground truth of the same shape, non-zero = cell interior, 0 = membrane.
+        membrane_prob_or_interior_prob: Probability map, 2D or a stack of 2D sections.
         thresholds: Thresholds on the interior probability (default 0.0, 0.1, ..., 0.9).
         membrane: Whether the map is a membrane probability (True) or a cell-interior probability.
         connectivity: ``scipy.ndimage.generate_binary_structure`` connectivity for labelling cells.

@@ -598,3 +598,35 @@ def test_find_pairs(tmp_path: Path) -> None:
     (labels / "c.png").write_bytes(b"x")
     with pytest.raises(DataFileError, match="same stem"):
         io.find_pairs(images, labels)
+
+
+def test_a_store_replaced_in_place_never_leaves_an_uncleanable_leftover(tmp_path, monkeypatch) -> None:
+    """atomic_zarr over an existing store moves the old one aside under a temporary name: killed between
+    the two renames, the next run's clean-up removes it (and the final name is never half-written)."""
+    from types import SimpleNamespace
+
+    from unet import io
+
+    final = tmp_path / "a_probabilities.zarr"
+    with io.atomic_zarr(final, (4, 4), chunks=(4, 4), dtype="float32") as arr:
+        arr[:] = 1.0
+    real_replace = os.replace
+    calls = []
+
+    def killed_after_first_rename(src, dst):
+        calls.append((src, dst))
+        real_replace(src, dst)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # the process dies between moving the old store aside and the new in
+
+    # only unet.io.lazy's renames are intercepted (zarr's own file writes keep the real os)
+    monkeypatch.setattr(io.lazy, "os", SimpleNamespace(replace=killed_after_first_rename))
+    with pytest.raises(KeyboardInterrupt):
+        with io.atomic_zarr(final, (4, 4), chunks=(4, 4), dtype="float32") as arr:
+            arr[:] = 2.0
+    monkeypatch.undo()
+    leftovers = sorted(p.name for p in tmp_path.iterdir())
+    assert leftovers and not final.exists()
+    removed = io.clean_stale_temporaries(tmp_path, [final.name])
+    assert sorted(p.name for p in removed) == leftovers
+    assert list(tmp_path.iterdir()) == []

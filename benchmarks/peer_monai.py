@@ -262,7 +262,7 @@ def run(
         eval_seconds=time.perf_counter() - t1,
         budget_minutes=minutes,
         overrides=list(overrides),
-        machine=f"{quality._device()}, torch threads {quality._threads()}",
+        machine=quality.machine(),
     )
     log.info("peer %s seed %d: %d steps, %s", experiment, seed, step, result["mean"])
     return result

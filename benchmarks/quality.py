@@ -329,7 +329,7 @@ def run_experiment(
         tta=tta,
         anchors={k: {"value": v, "source": s} for k, (v, s) in ANCHORS.get(experiment, {}).items()},
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        machine=f"{platform.node()} ({platform.machine()}, torch threads {_threads()}, {_device()})",
+        machine=machine(),
     )
     log.info("%s: %s", experiment, {k: v for k, v in result["mean"].items() if k in METRIC_LABELS})
     return result
@@ -340,6 +340,11 @@ def _fresh(run_dir: Path) -> None:
     if run_dir.exists():
         log.info("removing the previous run %s", run_dir)
         shutil.rmtree(run_dir)
+
+
+def machine() -> str:
+    """Where a run ran, for the reports: host (architecture, torch threads, device)."""
+    return f"{platform.node()} ({platform.machine()}, torch threads {_threads()}, {_device()})"
 
 
 def _threads() -> int:

@@ -70,8 +70,8 @@ DEFAULT_EXPERIMENTS = (
     "mbm-bonemarrow-dots",
     "plantseg-nuclei-3d-crops",
 )
-# segmentation: mean object IoU (M6.1), F1 at IoU 0.5, AP over IoU 0.5:0.95 (DSB 2018); detection: F1 (M6.2)
-SEG_METRICS = (("mean_iou", "object IoU"), ("f1", "F1@0.5"), ("ap", "AP@0.5:0.95"))
+# segmentation: mean object IoU (M6.1), F1 at IoU 0.5, AP over IoU 0.5:0.9 (DSB 2018); detection: F1 (M6.2)
+SEG_METRICS = (("mean_iou", "object IoU"), ("f1", "F1@0.5"), ("ap", "AP@0.5:0.9"))
 DET_METRICS = (("det_f1", "F1 (d_match)"), ("count_error", "count error"))
 
 

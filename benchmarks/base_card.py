@@ -72,7 +72,7 @@ training images, channels averaged to gray), selected on their val splits; see
 transfer table (README).
 
 **Held-out test splits** (never read for training or selection): mean object IoU {m['mean_iou']:.3f},
-F1 at IoU 0.5 {m['f1']:.3f}, AP@0.5:0.95 {m['ap']:.3f}.
+F1 at IoU 0.5 {m['f1']:.3f}, AP@0.5:0.9 {m['ap']:.3f}.
 
 | dataset | image | object IoU | F1 |
 | --- | --- | --- | --- |

@@ -220,7 +220,7 @@ def score_items(task: Any, source: Any, probabilities: Any, *, em: bool = False)
 
     Segmentation: objects by the task's instance method (the one validation chose under ``instances=auto``)
     and, beside it, the scores of both methods (``mean_iou_components``, ``f1_...``, ``ap_...``):
-    mean object IoU (M6.1), F1 at IoU 0.5, ``ap`` (DSB 2018 mean over IoU 0.5:0.95). Detection: F1 within
+    mean object IoU (M6.1), F1 at IoU 0.5, ``ap`` (DSB 2018: mean over IoU 0.5:0.9). Detection: F1 within
     ``d_match`` (M6.2) and the count error. ``em``: also the EM scores of the cell-interior probability."""
     from unet.evaluation import evaluate_pair
 

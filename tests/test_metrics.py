@@ -22,6 +22,7 @@ from unet.metrics import (
     iou_matrix,
     matching_scores,
     object_iou,
+    panoptic_quality,
     pixel_error,
     rand_error,
     rand_index,
@@ -464,3 +465,40 @@ def test_foreground_overlap_against_pixel_sets() -> None:
     assert dice == pytest.approx(2 * len(g & p) / (len(g) + len(p)))
     assert foreground_overlap(np.zeros((3, 3)), np.zeros((3, 3))) == (1.0, 1.0)
     assert foreground_overlap(np.ones((3, 3)), np.zeros((3, 3))) == (0.0, 0.0)
+
+
+# ------------------------------------------------------------------------------------------ panoptic quality
+def test_panoptic_quality_analytic() -> None:
+    """One object matched at IoU 2/3, one false positive: PQ = (2/3) / (1 + 1/2), SQ = 2/3, RQ = 2/3."""
+    gt = np.zeros((20, 20), np.int32)
+    gt[0:6, 0:6] = 1
+    pred = np.zeros_like(gt)
+    pred[0:6, 0:4] = 5  # 24 of gt's 36 pixels, nothing outside: IoU 24/36
+    pred[15:18, 15:18] = 6  # a false positive
+    r = panoptic_quality(gt, pred)
+    assert (r.tp, r.fp, r.fn) == (1, 1, 0)
+    assert r.sq == pytest.approx(2 / 3) and r.rq == pytest.approx(2 / 3) and r.pq == pytest.approx(4 / 9)
+    # object IoU (M6.1) ignores the false positive; PQ does not
+    assert object_iou(gt, pred).mean_iou == pytest.approx(2 / 3)
+    assert panoptic_quality(gt, np.where(pred == 6, 0, pred)).pq == pytest.approx(2 / 3)
+    assert panoptic_quality(np.zeros_like(gt), np.zeros_like(gt)).pq == 1.0
+    assert panoptic_quality(gt, np.zeros_like(gt)).pq == 0.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_panoptic_quality_matches_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    gt = ndi.label(rng.random((40, 40)) > 0.6)[0]
+    pred = ndi.label(ndi.binary_dilation(gt > 0) & (rng.random((40, 40)) > 0.15))[0]
+    ious = {}
+    for g in range(1, gt.max() + 1):
+        for q in range(1, pred.max() + 1):
+            inter = np.sum((gt == g) & (pred == q))
+            union = np.sum((gt == g) | (pred == q))
+            ious[g, q] = inter / union
+    matched = [v for v in ious.values() if v > 0.5]
+    tp = len(matched)
+    fp, fn = pred.max() - tp, gt.max() - tp
+    r = panoptic_quality(gt, pred)
+    assert (r.tp, r.fp, r.fn) == (tp, fp, fn)
+    assert r.pq == pytest.approx(sum(matched) / (tp + fp / 2 + fn / 2))

@@ -523,6 +523,7 @@ def _evaluate_pair(
             recall=float(at05.recall[0]),
             f1=float(at05.f1[0]),
             ap=ms.average_precision,
+            pq=metrics.panoptic_quality(g, p).pq,
         )
         row["foreground_iou"], row["foreground_dice"] = metrics.foreground_overlap(g, p)
         for t, f in zip(ths, ms.f1.tolist(), strict=True):
@@ -584,7 +585,8 @@ def evaluate_pair(
       components with full connectivity): ``n_gt``, ``n_pred``, ``count_error`` (``|n_pred - n_gt|``),
       ``mean_iou`` (M6.1, ``nan`` without ground-truth objects), ``tp``/``fp``/``fn``/``precision``/
       ``recall``/``f1`` with matches at ``IoU >= 0.5``, ``ap`` (mean of ``tp / (tp + fp + fn)`` over
-      ``iou_thresholds``, DSB 2018), ``f1@<t>`` for each threshold (``f1@0.50``, ``f1@0.55``, ...) and
+      ``iou_thresholds``, DSB 2018), ``pq`` (panoptic quality: matched IoU x F1, false positives
+      count), ``f1@<t>`` for each threshold (``f1@0.50``, ``f1@0.55``, ...) and
       the semantic ``foreground_iou`` / ``foreground_dice`` of the two foregrounds.
     * detection (``pred``, ``gt``: points ``(N, ndim)``): ``n_gt``, ``n_pred``, ``count_error``, ``tp``,
       ``fp``, ``fn``, ``precision``, ``recall``, ``f1`` (M6.2 with tolerance ``d_match``; in pixels, or in

@@ -142,7 +142,7 @@ class SegmentationTask:
             return means
         best = max(scored, key=lambda m: (scored[m], m == "components"))  # ties: the papers' method
         self.selected = best
-        return {**means, **{k: means[f"{k}_{best}"] for k in ("iou", "f1", "precision", "recall")}}
+        return {**means, **{k: means[f"{k}_{best}"] for k in ("iou", "pq", "f1", "precision", "recall")}}
 
     def _score(self, pred: np.ndarray, ann: Annotation) -> dict[str, float]:
         gt = self.ground_truth(ann)
@@ -154,6 +154,7 @@ class SegmentationTask:
         m = metrics.matching_scores(gt, pred, thresholds=(0.5,))
         return {
             "iou": float(iou.mean_iou),
+            "pq": float(metrics.panoptic_quality(gt, pred).pq),
             "f1": float(m.f1[0]),
             "precision": float(m.precision[0]),
             "recall": float(m.recall[0]),
@@ -251,7 +252,7 @@ def empty_image_scores(n_pred: int) -> dict[str, float]:
     """
     nan = float("nan")
     hit = 0.0 if n_pred else nan
-    return {"iou": nan, "f1": hit, "precision": hit, "recall": nan}
+    return {"iou": nan, "pq": hit, "f1": hit, "precision": hit, "recall": nan}
 
 
 def _min_size_px(result: tuple[np.ndarray, np.ndarray], min_size: float) -> tuple[np.ndarray, np.ndarray]:

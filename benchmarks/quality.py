@@ -54,6 +54,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # arms.py, when imported as a module
 
 log = logging.getLogger("quality")
 
@@ -448,17 +449,18 @@ def quality_table(results: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def update_readme(readme: Path, out: Path) -> bool:
-    """Replace the tables between the README's markers with those of ``out`` (quality, transfer).
+    """Replace the tables between the README's markers with those of ``out`` (quality, transfer, arms).
 
-    Returns whether the README changed. Missing markers are an error (naming the file and the marker)."""
+    Returns whether the README changed. A report without its markers is an error (naming the file and the
+    marker)."""
     text = readme.read_text(encoding="utf-8")
     new = text
     for key, (begin, end) in README_MARKERS.items():
-        if begin not in new or end not in new:
-            raise ValueError(f"{readme}: marker {begin} ... {end} not found")
         report = out / f"{key}.md"
         if not report.exists():
             continue
+        if begin not in new or end not in new:
+            raise ValueError(f"{readme}: marker {begin} ... {end} not found")
         body = report.read_text(encoding="utf-8").strip()
         body = body.split("\n", 1)[1].strip() if body.startswith("# ") else body  # drop the title
         head, rest = new.split(begin, 1)

@@ -25,10 +25,12 @@ from unet.pipeline import train
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
 DATA_ROOT = ROOT.parent / "shared" / "data"
+#: one experiment per dataset folder: its data config reads one DatasetSource (nuclei-base unites several)
 EXPERIMENTS = sorted(
     p.stem
     for p in (ROOT / "conf" / "experiment").glob("*.yaml")
     if (ROOT / "conf" / "data" / p.name).exists()
+    and "unet.data.datasets.DatasetSource" in (ROOT / "conf" / "data" / p.name).read_text()
 )
 
 needs_data = pytest.mark.skipif(
@@ -50,9 +52,31 @@ def test_every_dataset_has_an_experiment() -> None:
         "quickstart",
         "finetune",
         "paper",
+        "nuclei-base",
     }
     assert set(EXPERIMENTS) == names
     assert len(EXPERIMENTS) == 8
+
+
+def test_the_base_model_data_is_the_dataset_configs_themselves(tmp_path) -> None:
+    """experiment=nuclei-base reads the HeLa and DSB sources exactly as their own experiments do (their
+    splits live in one place), DSB as grayscale; the model it ships is what experiment=finetune starts
+    from."""
+    from omegaconf import OmegaConf
+
+    from unet.hardware import register_resolvers
+
+    register_resolvers()  # ${unet.base_model:nuclei2d}
+    base = _cfg(tmp_path, ["experiment=nuclei-base"])
+    parts = OmegaConf.to_container(base.data.source, resolve=True)
+    assert parts["_target_"] == "unet.data.datasets.ConcatSource"
+    hela = OmegaConf.to_container(_cfg(tmp_path, ["experiment=ctc-fluo-n2dl-hela"]).data.source, resolve=True)
+    dsb = OmegaConf.to_container(_cfg(tmp_path, ["experiment=dsb2018-subset"]).data.source, resolve=True)
+    assert parts["sources"] == [hela, {**dsb, "grayscale": True}]
+    assert base.model.net.in_channels == 1
+    finetune = _cfg(tmp_path, ["experiment=finetune"])
+    assert Path(finetune.model.init_from) == ROOT / "unet" / "models" / "base" / "nuclei2d.ckpt"
+    assert Path(finetune.model.init_from).is_file()
 
 
 # ------------------------------------------------------------------------------------------ real data

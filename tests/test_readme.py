@@ -145,6 +145,7 @@ def test_readme_blocks_are_found() -> None:
     assert fast_form("python train.py debug=default") == "python train.py debug=default"
 
 
+@pytest.mark.xdist_group("readme")  # one worker, in order: later blocks use the runs of earlier ones
 @pytest.mark.parametrize("index", range(len(bash_blocks(README.read_text()))))
 def test_readme_block_runs(workdir, index) -> None:
     lines = bash_blocks(README.read_text())[index]

@@ -37,6 +37,7 @@ source is built). Annotation kinds (``kind``):
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import logging
 import re
@@ -115,11 +116,12 @@ def _names(value: Iterable[Any] | None, what: str) -> list[str]:
     return names
 
 
-class _Splits:
+class _Splits(abc.ABC):
     """train / val / test items of a source that reads a split by name (``_items(split)``)."""
 
+    @abc.abstractmethod
     def _items(self, split: str) -> list[Item]:
-        raise NotImplementedError
+        """The items of one split ("train", "val" or "test")."""
 
     def train_items(self) -> list[Item]:
         return self._items("train")

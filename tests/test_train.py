@@ -128,6 +128,13 @@ def test_folder_keys_and_roots(tmp_path) -> None:
         build(_cfg(tmp_path, small))
     with pytest.raises(ValueError, match=r"no validation images: pass data\.val_dir.*num_folds"):
         build(_cfg(tmp_path, [*small, f"data.train_dir={root}/train"]))
+    # validation off on purpose (the transfer benchmark's 1-4 image runs): no val images needed, last.ckpt
+    off = [*FAST, *FAST_2D, "data.source.n_val=0", "logger=csv", "trainer.max_epochs=1"]
+    with pytest.raises(ValueError, match=r"no validation images.*limit_val_batches=0"):
+        build(_cfg(tmp_path / "off", off))
+    off += ["++trainer.limit_val_batches=0"]
+    train(_cfg(tmp_path / "off", off))
+    assert (tmp_path / "off" / "checkpoints" / "last.ckpt").is_file()
     with pytest.raises(ValueError, match=r"data\.root=.*expected train/ and val/"):
         build(_cfg(tmp_path, [*small, f"data.root={tmp_path}"]))
     with pytest.raises(ValueError, match=r"data\.root=.*no such folder"):

@@ -77,9 +77,18 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any, Any]:
         **OmegaConf.to_container(OmegaConf.create(dict(model_kwargs)), resolve=True),
     )
     datamodule.attach(task, net.levels, model.element_size, model.normalization, net.in_channels, net=net)
+    datamodule.validate = cfg.trainer.get("limit_val_batches", 1.0) != 0  # off on purpose: no val needed
     datamodule.setup("fit")
     # every image's dimensionality and channels were checked by datamodule.setup, naming the file
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    if not datamodule.validate:  # no validation metric: no early stopping, the last checkpoint is the model
+        from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+        callbacks = [c for c in callbacks if not isinstance(c, EarlyStopping)]
+        for c in callbacks:
+            if isinstance(c, ModelCheckpoint):
+                c.monitor = None
+        log.info("validation off (trainer.limit_val_batches=0): no early stopping; use last.ckpt")
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     return task, model, datamodule, trainer

@@ -135,6 +135,9 @@ class UNetDataModule(L.LightningDataModule):
         if sampling not in ("w_bal", "uniform"):
             raise ValueError(f"data.sampling must be 'w_bal' or 'uniform', got {sampling!r}")
         self.sampling = sampling
+        # False only when training runs without validation on purpose (trainer.limit_val_batches=0, set by
+        # the pipeline): then no validation images are required
+        self.validate = True
         if augment_on not in ("worker", "device"):
             raise ValueError(f"augment_on must be 'worker' or 'device', got {augment_on!r}")
         self.source = source
@@ -278,15 +281,16 @@ class UNetDataModule(L.LightningDataModule):
         train, val = self.items()
         if not train:
             raise ValueError("the data source has no training images")
-        if not val:
+        if not val and self.validate:
             raise ValueError(
                 "no validation images: pass data.val_dir=<dir> (or a source with validation images), or use "
-                "cross-validation: data.num_folds=5 data.fold=0"
+                "cross-validation: data.num_folds=5 data.fold=0 (or turn validation off on purpose: "
+                "trainer.limit_val_batches=0, the last checkpoint is then the model)"
             )
         args = (self.task, self.model_element_size, self.normalization, self.max_rescale, self.sampling)
         self.train_images = [to_model_grid(it, *args) for it in train]
         self.val_images = [to_model_grid(it, *args) for it in val]
-        if not any((p.target > 0).any() for p in self.val_images):
+        if self.val_images and not any((p.target > 0).any() for p in self.val_images):
             raise ValueError(
                 f"no validation image has an annotated object ({_names(val)}): the validation "
                 "metrics would be undefined; check the annotation files"

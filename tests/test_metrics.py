@@ -30,6 +30,7 @@ from unet.metrics import (
     v_info,
     v_rand,
 )
+from unet.metrics.objects import max_weight_matching
 
 
 # ------------------------------------------------------------------------------------------ fixtures
@@ -243,7 +244,7 @@ def test_sparse_matching_equals_dense_hungarian() -> None:
         k, m = rng.integers(1, 9, 2)
         w = rng.random((k, m)) * (rng.random((k, m)) < 0.4)
         rows, cols = np.nonzero(w)
-        e = metrics._max_weight_matching(rows, cols, w[rows, cols], k, m)
+        e = max_weight_matching(rows, cols, w[rows, cols], k, m)
         assert np.unique(rows[e]).size == e.size and np.unique(cols[e]).size == e.size
         r, c = linear_sum_assignment(w, maximize=True)
         assert w[rows[e], cols[e]].sum() == pytest.approx(w[r, c].sum())

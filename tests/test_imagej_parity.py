@@ -24,6 +24,7 @@ from scipy import ndimage as ndi
 from unet import io, postprocess
 from unet.io import roi_geometry, roi_masks, roi_write
 from unet.io import rois as roi_read
+from unet.postprocess.perimeters import imagej_perimeters
 
 REF = Path(__file__).parent / "data" / "imagej"
 CASES = list(csv.DictReader((REF / "cases.csv").open()))
@@ -133,7 +134,7 @@ def test_imagej_perimeter_equals_traced_written_rois() -> None:
         lab = lab.reshape(shape).astype(np.int32)
         n = int(lab.max())
         pw, ph = (1.0, 1.0) if trial % 3 else (0.4, 0.7)
-        got = postprocess._imagej_perimeters(lab, n, pw, ph)
+        got = imagej_perimeters(lab, n, pw, ph)
         for i in range(1, n + 1):
             loops = roi_write._trace_loops(lab == i)
             want = sum(roi_geometry.traced_perimeter(lp[:, 0], lp[:, 1], pw, ph) for lp in loops)

@@ -68,7 +68,11 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage as ndi
 
-from unet import io, postprocess
+from unet import io
+from unet.postprocess.checks import check_element_size, connectivity_structure, min_pixels
+from unet.postprocess.measure import class_lookup, object_rows
+from unet.postprocess.perimeters import imagej_perimeters, pixel_perimeters
+from unet.postprocess.points import compact_ids
 
 __all__ = [
     "DEFAULT_BLOCK_VOXELS",
@@ -258,8 +262,8 @@ def label_out_of_core(
     else:
         raise ValueError(f"expected float probabilities or an integer class map, got dtype {dtype}")
     nd = len(shape)
-    structure = postprocess._structure(nd, connectivity)
-    min_px = postprocess._min_pixels(min_size, postprocess._element_size(element_size, nd))
+    structure = connectivity_structure(nd, connectivity)
+    min_px = min_pixels(min_size, check_element_size(element_size, nd))
     stored = _stored_chunks(src)
     block = _block_shape(shape, None if stored is None else stored[-nd:], chunks, DEFAULT_BLOCK_VOXELS)
     grid = _grid(shape, block)
@@ -431,19 +435,6 @@ class _PerObject:
         return ids[starts], out
 
 
-def _local_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(unique ids, index of each pixel's id)`` (a bincount when the id range is small, else a sort)."""
-    lo, hi = int(ids.min()), int(ids.max())
-    if hi - lo <= 4 * ids.size + 1024:
-        present = np.bincount(ids - lo, minlength=hi - lo + 1) > 0
-        uids = np.flatnonzero(present)
-        lut = np.zeros(hi - lo + 1, np.intp)
-        lut[uids] = np.arange(uids.size)
-        return uids + lo, lut[ids - lo]
-    uids, inv = np.unique(ids, return_inverse=True)
-    return uids, inv.reshape(-1)
-
-
 def _image_view(image: Any, shape: tuple[int, ...]) -> tuple[Any, int, bool]:
     """``(array-like, channels, has channel axis)`` of an intensity image matching ``shape``."""
     if isinstance(image, str | os.PathLike):
@@ -471,7 +462,7 @@ def _measure_pass(
         idx = np.flatnonzero(lab)
         if idx.size == 0:
             continue
-        uids, inv = _local_ids(lab.reshape(-1)[idx].astype(np.int64))
+        uids, inv = compact_ids(lab.reshape(-1)[idx].astype(np.int64))
         m = uids.size
         vals = np.empty((m, 1 + 3 * nd + 2 * channels))
         count = np.bincount(inv, minlength=m)
@@ -547,12 +538,10 @@ def _perimeters_2d(
         sel = np.sort(rows)
         compact = _compact_region(_label_block(labels, region, "labels"), ids[sel])
         m = sel.size
-        perim[sel] = postprocess._perimeters(compact, m)[1:]
-        perim_ij[sel] = postprocess._imagej_perimeters(compact, m)[1:]
+        perim[sel] = pixel_perimeters(compact, m)[1:]
+        perim_ij[sel] = imagej_perimeters(compact, m)[1:]
         if perim_ij_um is not None:
-            perim_ij_um[sel] = postprocess._imagej_perimeters(compact, m, pw=float(es[1]), ph=float(es[0]))[
-                1:
-            ]
+            perim_ij_um[sel] = imagej_perimeters(compact, m, pw=float(es[1]), ph=float(es[0]))[1:]
     return perim, perim_ij, perim_ij_um
 
 
@@ -587,7 +576,7 @@ def measure_out_of_core(
     nd = len(shape)
     if nd not in (2, 3):
         raise ValueError(f"labels must be 2D or 3D, got shape {shape}")
-    es = postprocess._element_size(element_size, nd)
+    es = check_element_size(element_size, nd)
     img, channels, has_channel = (None, 0, True) if image is None else _image_view(image, shape)
     block = _block_shape(shape, _stored_chunks(lab_arr), chunks, DEFAULT_BLOCK_VOXELS)
     ids, st = _measure_pass(lab_arr, block, img, channels, has_channel)
@@ -597,28 +586,20 @@ def measure_out_of_core(
     counts = st[:, 0]
     cent = st[:, 1 : 1 + nd] / counts[:, None]
     bbox = st[:, 1 + nd : 1 + 3 * nd].astype(np.int64)
-    voxel = float(np.prod(es)) if es is not None else 1.0
-    eqd = 2.0 * np.sqrt(counts / np.pi) if nd == 2 else np.cbrt(6.0 * counts / np.pi)
-    eqd_um = None
-    if es is not None:
-        eqd_um = 2.0 * np.sqrt(counts * voxel / np.pi) if nd == 2 else np.cbrt(6.0 * counts * voxel / np.pi)
     perim = perim_ij = perim_ij_um = None
-    perim_scale = float(es[-1]) if es is not None and es[-1] == es[-2] else None
     if nd == 2:
         perim, perim_ij, perim_ij_um = _perimeters_2d(lab_arr, ids, bbox, block, es)
     intensity: dict[str, np.ndarray] = {}
     for c in range(channels):
         intensity[f"mean_intensity_c{c}"] = st[:, 1 + 3 * nd + c] / counts
         intensity[f"max_intensity_c{c}"] = st[:, 1 + 3 * nd + channels + c]
-    return postprocess.object_rows(
+    return object_rows(
         ids,
-        postprocess._class_lookup(class_of, ids),
+        class_lookup(class_of, ids),
         counts,
         cent,
         es,
-        eqd,
-        eqd_um,
-        (perim, perim_scale, perim_ij, perim_ij_um),
+        (perim, perim_ij, perim_ij_um),
         intensity,
         [tuple(int(v) for v in b) for b in bbox],
     )
@@ -653,7 +634,7 @@ def detection_points_out_of_core(
         idx = np.flatnonzero(lab)
         if idx.size == 0:
             continue
-        uids, inv = _local_ids(lab.reshape(-1)[idx].astype(np.int64))
+        uids, inv = compact_ids(lab.reshape(-1)[idx].astype(np.int64))
         m = uids.size
         vals = np.zeros((m, 2 + 2 * nd))
         vals[:, 0] = np.bincount(inv, minlength=m)
@@ -673,7 +654,7 @@ def detection_points_out_of_core(
     cent = st[:, 2 : 2 + nd] / st[:, :1]
     ok = st[:, 1] > 0
     cent[ok] = st[ok, 2 + nd :] / st[ok, 1:2]
-    return cent, postprocess._class_lookup(class_of, ids)
+    return cent, class_lookup(class_of, ids)
 
 
 @_one_chunk_at_a_time

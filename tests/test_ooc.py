@@ -12,6 +12,8 @@ import roifile
 from scipy import ndimage as ndi
 
 from unet import io, ooc, postprocess
+from unet.ooc import labels as ooc_labels
+from unet.ooc.blocks import PerObject
 
 
 def _probabilities(shape: tuple[int, ...], k: int, seed: int, sigma: float = 0.8) -> np.ndarray:
@@ -139,7 +141,7 @@ def test_measurements_points_and_rois_equal_in_core(tmp_path: Path, nd: int) -> 
         _assert_rows_equal(rows, want)
     assert ("perimeter_imagej_px" in rows[0]) == (nd == 2)
     with pytest.MonkeyPatch.context() as mp:  # partial sums reduced by id after every few blocks
-        mp.setattr(ooc._PerObject, "LIMIT", 50)
+        mp.setattr(PerObject, "LIMIT", 50)
         again = ooc.measure_out_of_core(
             tmp_path / "labels.zarr", view, element_size=es, class_of=class_of, chunks=(8,) * nd
         )
@@ -189,7 +191,7 @@ def test_output_is_atomic(tmp_path: Path, monkeypatch) -> None:
     before = _read(out)
 
     calls = []
-    real = ooc._block_slices
+    real = ooc_labels.block_slices
 
     def killed_in_pass_3(*args):  # pass 1 runs, the output is being written when the error comes
         calls.append(1)
@@ -198,7 +200,7 @@ def test_output_is_atomic(tmp_path: Path, monkeypatch) -> None:
                 raise RuntimeError("killed")
             yield item
 
-    monkeypatch.setattr(ooc, "_block_slices", killed_in_pass_3)
+    monkeypatch.setattr(ooc_labels, "block_slices", killed_in_pass_3)
     with pytest.raises(RuntimeError, match="killed"):
         ooc.label_out_of_core(probs, out, chunks=(10, 10))
     np.testing.assert_array_equal(_read(out), before)  # the old output is untouched

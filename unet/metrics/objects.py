@@ -171,7 +171,8 @@ def matching_scores(
     ``IoU >= t``. Per threshold: precision ``tp / (tp + fp)``, recall ``tp / (tp + fn)``, F1
     ``2 tp / (2 tp + fp + fn)`` and accuracy ``tp / (tp + fp + fn)``; ``average_precision`` is the mean
     accuracy over the thresholds (Data Science Bowl 2018, Caicedo et al. 2019; StarDist) and ``mean_f1`` the
-    mean F1. Empty cases follow the module convention (``0 / 0`` is 1 only if there is no error).
+    mean F1. Empty cases follow the package convention (:func:`unet.metrics.ratio`: ``0 / 0`` is 1 only if
+    there is no error).
 
     Args:
         gt_labels: Ground-truth instance labels (0 = background), 2D or 3D.
@@ -233,7 +234,8 @@ def panoptic_quality(gt_labels: npt.ArrayLike, pred_labels: npt.ArrayLike) -> Pa
     more than half), so no assignment is needed. ``PQ = sum_(p,g) IoU(p, g) / (|TP| + |FP| / 2 + |FN| / 2)``
     = SQ (mean matched IoU) x RQ (F1). Unlike the object IoU of Falk M6.1, which averages over ground-truth
     objects and ignores false positives, every unmatched prediction lowers it; unlike F1 it also rewards
-    accurate outlines. Empty cases follow the module convention (no objects and no predictions: 1.0).
+    accurate outlines. Empty cases follow the package convention (:func:`unet.metrics.ratio`; no objects and
+    no predictions: 1.0).
 
     Args:
         gt_labels: Ground-truth instance labels (0 = background), 2D or 3D.

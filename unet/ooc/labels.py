@@ -95,7 +95,7 @@ def label_out_of_core(
     """Instance labels of a stored probability (or class) map, block by block, into a zarr array.
 
     Equals ``postprocess.instance_labels(probabilities, min_size=..., connectivity=..., element_size=...)``
-    exactly (same ids, same ``class_of``), without loading the volume; see the module docstring.
+    exactly (same ids, same ``class_of``), without loading the volume; see :mod:`unet.ooc`.
 
     Args:
         probabilities_zarr: ``(K, Y, X)`` / ``(K, Z, Y, X)`` float probabilities (arg-max per pixel, ties to

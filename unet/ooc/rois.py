@@ -33,7 +33,7 @@ def write_rois_out_of_core(
 ) -> int:
     """:func:`unet.io.write_rois` of a stored label volume: the same ROI set (one traced polygon or
     composite ROI per object (2D) / per object and z slice (3D), in label order, same names and
-    positions), reading objects in groups (see the module docstring).
+    positions), reading objects in groups (see :mod:`unet.ooc`).
 
     Args:
         labels_zarr: ``(Y, X)`` / ``(Z, Y, X)`` labels (< 2**31): a ``.zarr`` path or an array-like.

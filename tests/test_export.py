@@ -363,14 +363,14 @@ def test_failed_export_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_failed_bioimageio_test_leaves_no_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("bioimageio.core")
-    import unet.export as export
+    from unet.export import package
 
     ckpt = _checkpoint(tmp_path / "m.ckpt", NETS["2d"])
 
     def failing(descr, out):
         raise ExportError(f"{out}: the bioimage.io package failed its test")
 
-    monkeypatch.setattr(export, "_test_package", failing)
+    monkeypatch.setattr(package, "run_package_test", failing)
     with pytest.raises(ExportError, match=r"unet\.zip: the bioimage.io package failed"):
         export_model(ckpt, "bioimageio", tmp_path / "unet.zip", weight_formats=["torchscript"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ckpt"]

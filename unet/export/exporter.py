@@ -1,0 +1,111 @@
+"""``export_model``: checks the options, then writes the chosen format atomically."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from unet.checkpoint import CheckpointError, load_project_checkpoint
+from unet.export.common import BIOIMAGEIO_WEIGHTS, FORMATS, ONNX_OPSET, ExportError, require_packages
+from unet.export.files import atomic_file
+from unet.export.graphs import checkpoint_network, example_input, write_onnx, write_torchscript
+from unet.export.package import write_bioimageio
+
+log = logging.getLogger(__name__)
+
+
+def export_model(
+    ckpt_path: str | os.PathLike,
+    format: str,
+    output: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    trace_shape: Sequence[int] | None = None,
+    opset: int = ONNX_OPSET,
+    name: str | None = None,
+    description: str | None = None,
+    authors: Sequence[dict[str, Any]] | None = None,
+    license: str = "MIT",
+    tags: Sequence[str] = (),
+    weight_formats: Sequence[str] = BIOIMAGEIO_WEIGHTS,
+    test_shape: Sequence[int] | None = None,
+    parent_id: str | None = None,
+    training_data_id: str | None = None,
+    validate: bool = True,
+) -> Path:
+    """Export the network of a checkpoint written by training.
+
+    Args:
+        ckpt_path: checkpoint of this project (``unet_card`` + state dict).
+        format: "torchscript", "onnx" or "bioimageio".
+        output: file to write (torchscript, onnx); for bioimageio a ``.zip`` file or a folder.
+        overwrite: replace an existing ``output``.
+        trace_shape: spatial input shape the graph is traced with (valid; default: the smallest valid
+            shape grown by one pooling period). The exported graph accepts every valid shape.
+        opset: ONNX opset version.
+        name, description, authors, license, tags: bioimage.io metadata (defaults are derived from the
+            card); ``authors`` is a list of ``{name, affiliation, email, github_user, orcid}`` dicts.
+        weight_formats: bioimage.io weight formats, a subset of :data:`BIOIMAGEIO_WEIGHTS`.
+        test_shape: spatial shape of the bioimage.io test image (valid; default: the smallest valid shape
+            whose output covers 16 px per axis).
+        parent_id: bioimage.io id of the model this one was finetuned from (``parent`` in the package).
+        training_data_id: bioimage.io id of the training data set (``training_data``).
+        validate: run ``bioimageio.core.test_model`` on the package before it is moved to ``output``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ExportError: unknown format, ``output`` exists (and not ``overwrite``), invalid shapes, a
+            missing optional package, or a package that fails the bioimage.io test.
+        unet.checkpoint.CheckpointError: missing or unreadable checkpoint (the message names it).
+    """
+    if format not in FORMATS:
+        raise ExportError(f"{output}: unknown export format {format!r}; choose one of {FORMATS}")
+    if not Path(ckpt_path).is_file():
+        raise CheckpointError(f"{ckpt_path}: no such checkpoint file")
+    out = Path(output)
+    if (out.exists() or out.is_symlink()) and not overwrite:
+        raise ExportError(f"{out}: output exists; pass overwrite=true to replace it")
+    if format == "bioimageio":
+        bad = [w for w in weight_formats if w not in BIOIMAGEIO_WEIGHTS]
+        if bad or not weight_formats:
+            raise ExportError(
+                f"{out}: weight_formats must be a non-empty subset of {BIOIMAGEIO_WEIGHTS}, got "
+                f"{list(weight_formats)}"
+            )
+    require_packages(format, out, weight_formats)
+    ckpt = load_project_checkpoint(ckpt_path)
+    net, card = checkpoint_network(ckpt, ckpt_path)
+    example = example_input(net, trace_shape, out)
+    if format == "torchscript":
+        with atomic_file(out) as tmp:
+            write_torchscript(net, card, example, tmp)
+    elif format == "onnx":
+        with atomic_file(out) as tmp:
+            write_onnx(net, card, example, tmp, opset)
+    else:
+        write_bioimageio(
+            net,
+            card,
+            ckpt,
+            Path(ckpt_path),
+            example,
+            out,
+            opset=opset,
+            name=name,
+            description=description,
+            authors=authors,
+            license=license,
+            tags=tags,
+            weight_formats=weight_formats,
+            test_shape=test_shape,
+            parent_id=parent_id,
+            training_data_id=training_data_id,
+            validate=validate,
+        )
+    log.info("exported %s (%s) to %s", ckpt_path, format, out)
+    return out

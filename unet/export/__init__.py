@@ -30,7 +30,7 @@ optional packages), :mod:`~unet.export.cli` (``python -m unet.export``).
 """
 
 from unet.export.architecture import ARCHITECTURE_SOURCE
-from unet.export.cli import config_to_kwargs, main
+from unet.export.cli import CONF_DIR, config_to_kwargs, main
 from unet.export.common import BIOIMAGEIO_WEIGHTS, FORMATS, INSTALL_HINT, ONNX_OPSET, ExportError
 from unet.export.content import CITATIONS, reference_prediction, synthetic_image
 from unet.export.exporter import export_model
@@ -44,6 +44,7 @@ __all__ = [
     "CARD_FILE",
     "CARD_KEY",
     "CITATIONS",
+    "CONF_DIR",
     "FORMATS",
     "INSTALL_HINT",
     "ONNX_OPSET",

@@ -52,7 +52,7 @@ Example:
     0.5
 """
 
-from unet.metrics.contingency import Contingency, contingency, iou_matrix, ratio
+from unet.metrics.contingency import Contingency, FloatArray, IntArray, contingency, iou_matrix, ratio
 from unet.metrics.counting import count_error, relative_count_error
 from unet.metrics.detection import DetectionResult, detection_f1
 from unet.metrics.em import (
@@ -84,6 +84,8 @@ __all__ = [
     "Contingency",
     "DetectionResult",
     "EMScores",
+    "FloatArray",
+    "IntArray",
     "MatchingScores",
     "ObjectIoUResult",
     "PanopticQuality",

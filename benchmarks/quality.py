@@ -2,7 +2,8 @@
 
 For every experiment (``conf/experiment/<name>.yaml``, one per folder of ``../shared/data``):
 
-1. compose the config (``experiment=<name>`` plus ``trainer.max_time`` = the budget) and train
+1. compose the config (``experiment=<name>`` plus the budget: CPU minutes of the training process,
+   ``benchmarks/cpu_budget.py``, so that runs sharing the machine get the same compute) and train
    (:func:`unet.pipeline.train`; the best checkpoint is chosen on the ``val`` split);
 2. load the best checkpoint (:func:`unet.inference.load_model`) and predict the ``test`` split, which no
    training run ever reads (:meth:`unet.data.datasets.DatasetSource.test_items`), through
@@ -167,7 +168,8 @@ def compose_config(
     minutes: float | None,
     overrides: Sequence[str] = (),
 ) -> Any:
-    """The training config of an experiment with a time budget (``trainer.max_time``)."""
+    """The training config of an experiment with a budget of ``minutes`` of CPU time
+    (``cpu_budget.CpuBudget``; ``trainer.max_time`` at 8x as a wall-clock safety net)."""
     from hydra import compose, initialize_config_dir
 
     args = [
@@ -176,8 +178,12 @@ def compose_config(
         f"paths.data_root={data_root}",
         "logger=csv",
     ]
-    if minutes is not None:
-        args.append(f"++trainer.max_time='{max_time(minutes)}'")
+    if minutes is not None:  # CPU-time budget; the wall clock only as a safety net
+        args += [
+            "+callbacks.cpu_budget._target_=cpu_budget.CpuBudget",
+            f"+callbacks.cpu_budget.minutes={minutes}",
+            f"++trainer.max_time='{max_time(8 * minutes)}'",
+        ]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("train", overrides=[*args, *overrides])
 
@@ -326,6 +332,7 @@ def run_experiment(
         train_minutes=train_min,
         eval_seconds=time.perf_counter() - t1,
         budget_minutes=minutes,
+        budget_clock="cpu",
         overrides=list(overrides),
         tta=tta,
         anchors={k: {"value": v, "source": s} for k, (v, s) in ANCHORS.get(experiment, {}).items()},
@@ -414,7 +421,8 @@ def write_reports(results: dict[str, dict[str, Any]], out: Path) -> tuple[Path, 
         "# Quality on the real datasets",
         "",
         "Written by `python benchmarks/quality.py` (see its docstring). Each experiment is trained "
-        "within its time budget (`trainer.max_time`), the best checkpoint on the `val` split is applied "
+        "within its time budget (CPU minutes of the training process since 2026-11-29, wall-clock minutes "
+        "before; each record says which), the best checkpoint on the `val` split is applied "
         "to the held-out `test` split of its data config (`conf/data/<name>.yaml`), which training never "
         "reads. Means are over test images; anchors are the papers' numbers on *their* test sets, so "
         "they are a reference, not a like-for-like comparison.",
@@ -428,7 +436,8 @@ def write_reports(results: dict[str, dict[str, Any]], out: Path) -> tuple[Path, 
         extra = f", overrides {' '.join(r['overrides'])}" if r.get("overrides") else ""
         extra += f", test-time augmentation {r['tta']}" if r.get("tta", "none") != "none" else ""
         lines.append(
-            f"- `{exp}`: {r.get('machine', '?')}, budget {r.get('budget_minutes')} min, finished "
+            f"- `{exp}`: {r.get('machine', '?')}, budget {r.get('budget_minutes')} min "
+            f"({r.get('budget_clock', 'wall clock')}), finished "
             f"{r.get('finished', '?')}{extra}"
         )
     write_text_atomic(md_path, "\n".join(lines) + "\n")
@@ -568,6 +577,7 @@ def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
                     "pretrain": {"experiment": pre_name, "checkpoint": str(pre_ckpt), "minutes": pre_minutes},
                     "architecture": arch,
                     "budget_minutes": budget(args.minutes, target),
+                    "budget_clock": "cpu",
                     "pretrain_budget_minutes": args.pretrain_minutes if pre_minutes is not None else None,
                     "overrides": sets,
                     "rows": rows,
@@ -682,7 +692,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--minutes",
         type=parse_minutes,
         default=parse_minutes("20"),
-        help="training budget per run (trainer.max_time): minutes for all, optionally followed by "
+        help="training budget per run (CPU minutes of the training process): minutes for all, optionally "
+        "followed by "
         "per-experiment budgets, e.g. '10,isbi2012-em=12,ctc-fluo-n2dl-hela=12'",
     )
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="where the reports go")

@@ -165,3 +165,27 @@ def test_peer_widths_and_crop_follow_ours() -> None:
     assert peer_monai.peer_features(capped) == (16, 32, 64, 64, 64, 16)
     assert peer_monai.crop_size((212, 100), [(1024, 1024), (90, 96)]) == (208, 96)
     assert peer_monai.crop_size((40, 300, 300), [(30, 100, 100)]) == (16, 96, 96)
+
+
+def test_cpu_budget_counts_process_time_not_the_wall_clock(tmp_path: Path) -> None:
+    """The recipe table's budget: a run sleeping (another job has the core) does not spend it; computing does."""
+    import time
+    from types import SimpleNamespace
+
+    import quality
+    from cpu_budget import CpuBudget
+    from hydra.utils import instantiate
+
+    cfg = quality.compose_config("ctc-fluo-n2dh-gowt1", tmp_path, tmp_path, 0.5 / 60, [])
+    budget = instantiate(cfg.callbacks.cpu_budget)
+    assert isinstance(budget, CpuBudget) and budget.seconds == pytest.approx(0.5)
+    trainer = SimpleNamespace(should_stop=False)
+    budget.on_train_start(trainer, None)
+    time.sleep(0.6)  # wall time passes, CPU time does not
+    budget.on_train_batch_end(trainer)
+    assert not trainer.should_stop
+    t0 = time.process_time()
+    while time.process_time() - t0 < 0.6:
+        sum(range(1000))
+    budget.on_train_batch_end(trainer)
+    assert trainer.should_stop

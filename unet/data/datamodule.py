@@ -13,9 +13,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from unet.data.augment import AugmentParams
+from unet.data.items import Annotation, Item
 from unet.data.preprocess import normalize, resize, scale_factors, scale_points, scaled_shape
 from unet.data.sampling import TileSampler, worker_seed
-from unet.data.sources import Annotation, FolderSource, Item, split_items
+from unet.data.sources import FolderSource, split_items
 from unet.data.tiles import PreparedImage, TileDataset, TileKeySampler, ValidationImages, warp_batch
 from unet.memory import tile_shape_for_budget
 from unet.models import shapes

@@ -170,6 +170,9 @@ def compose_config(
     """The training config of an experiment with a time budget (``trainer.max_time``)."""
     from hydra import compose, initialize_config_dir
 
+    from unet.config import register
+
+    register()  # the generated groups (task, data/augment, ...) and resolvers
     args = [
         f"experiment={experiment}",
         f"paths.output_dir={output_dir}",

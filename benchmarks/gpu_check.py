@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(ROOT))
 
+from unet.data.augment import AugmentParams  # noqa: E402
 from unet.data.datamodule import UNetDataModule  # noqa: E402
 from unet.data.sources import SyntheticSource  # noqa: E402
 from unet.hardware import default_tile_budget_mib  # noqa: E402
@@ -330,13 +331,6 @@ def _train_net(
 
 
 # 2. data wait: augment_on=worker vs device, through UNetDataModule ---------------------------------------
-def augment_params() -> dict[str, Any]:
-    """The paper's augmentation as configured (conf/data/augment/falk2019.yaml)."""
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "data" / "augment" / "falk2019.yaml"))
-
-
 def make_datamodule(
     cfg: dict[str, Any], name: str, net: UNet, tile: tuple[int, ...], tiles: int
 ) -> UNetDataModule:
@@ -350,7 +344,7 @@ def make_datamodule(
         element_size=spec["element_size"],
     )
     dm = UNetDataModule(
-        source, tile_shape=tile, batch_size=1, tiles_per_epoch=tiles, augment=augment_params()
+        source, tile_shape=tile, batch_size=1, tiles_per_epoch=tiles, augment=AugmentParams.falk2019()
     )
     dm.attach(SegmentationTask(), net.levels, spec["element_size"], "minmax", in_channels=1, net=net)
     dm.setup("fit")

@@ -172,6 +172,9 @@ def compose_config(
     (``cpu_budget.CpuBudget``; ``trainer.max_time`` at 8x as a wall-clock safety net)."""
     from hydra import compose, initialize_config_dir
 
+    from unet.config import register
+
+    register()  # the generated groups (task, data/augment, ...) and resolvers
     args = [
         f"experiment={experiment}",
         f"paths.output_dir={output_dir}",

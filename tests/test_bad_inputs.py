@@ -194,7 +194,7 @@ def test_binary_masks_in_labels_become_instances_whatever_the_value(tmp_path, fo
 
 
 def test_an_image_without_objects_gets_no_perfect_score() -> None:
-    from unet.data.sources import Annotation
+    from unet.data.items import Annotation
     from unet.tasks import DetectionTask, SegmentationTask
 
     empty = Annotation(labels=np.zeros((16, 16), np.int32))

@@ -64,9 +64,9 @@ def test_the_base_model_data_is_the_dataset_configs_themselves(tmp_path) -> None
     from."""
     from omegaconf import OmegaConf
 
-    from unet.hardware import register_resolvers
+    from unet.config import register
 
-    register_resolvers()  # ${unet.base_model:nuclei2d}
+    register()  # ${unet.base_model:nuclei2d}
     base = _cfg(tmp_path, ["experiment=nuclei-base"])
     parts = OmegaConf.to_container(base.data.source, resolve=True)
     assert parts["_target_"] == "unet.data.datasets.ConcatSource"

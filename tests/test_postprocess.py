@@ -288,7 +288,7 @@ def test_watershed_in_3d_with_anisotropic_voxels() -> None:
 
 
 def test_auto_instances_are_chosen_on_validation_and_travel_in_the_card() -> None:
-    from unet.data.sources import Annotation
+    from unet.data.items import Annotation
     from unet.tasks import SegmentationTask, task_from_config
 
     yy, xx = np.mgrid[:60, :90]

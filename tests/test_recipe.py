@@ -13,7 +13,7 @@ import torch
 from unet.checkpoint import load_project_checkpoint, slim_checkpoint
 from unet.data.datamodule import UNetDataModule, to_model_grid
 from unet.data.datasets import ConcatSource
-from unet.data.sources import Annotation, Item
+from unet.data.items import Annotation, Item
 from unet.inference import ModelCard, load_model
 from unet.models import shapes
 from unet.models.unet import UNet

@@ -1,5 +1,5 @@
-"""What the hardware offers, chosen explicitly and logged: mixed precision (Hydra resolver
-``unet.precision``), prediction memory budgets, device checks.
+"""What the hardware offers, chosen explicitly and logged: mixed precision (the Hydra resolver
+``unet.precision``, registered by :mod:`unet.config`), prediction memory budgets, device checks.
 
 ``trainer.precision: ${unet.precision:${trainer.accelerator}}`` (the default) resolves to
 
@@ -15,7 +15,6 @@ Any explicit ``trainer.precision=...`` wins. :func:`precision_reason` says in th
 from __future__ import annotations
 
 import torch
-from omegaconf import OmegaConf
 
 
 def cpu_has_native_bf16() -> bool:
@@ -51,13 +50,13 @@ def precision_reason(accelerator: str, precision: str) -> str:
 
 
 def register_resolvers() -> None:
-    """Register ``${unet.precision:ACCELERATOR}`` and ``${unet.base_model:NAME}`` (idempotent)."""
-    if not OmegaConf.has_resolver("unet.precision"):
-        OmegaConf.register_new_resolver("unet.precision", auto_precision)
-    if not OmegaConf.has_resolver("unet.base_model"):
-        from unet.models.base import base_model
+    """Register Hydra's resolvers and generated config options: :func:`unet.config.register`.
 
-        OmegaConf.register_new_resolver("unet.base_model", base_model)
+    ``unet.pipeline`` calls this on import; the registration itself lives in :mod:`unet.config`.
+    """
+    from unet.config import register
+
+    register()
 
 
 def available_memory_bytes(device: str | torch.device = "cpu") -> int:

@@ -15,7 +15,7 @@ import numpy as np
 
 from unet import metrics, postprocess
 from unet.data import weights as W
-from unet.data.sources import Annotation
+from unet.data.items import Annotation
 
 
 @dataclass

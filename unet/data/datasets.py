@@ -48,7 +48,8 @@ from typing import Any
 import numpy as np
 
 from unet import io
-from unet.data.sources import Annotation, Item, check_same_shape, read_annotation
+from unet.data.items import Annotation, Item
+from unet.data.sources import check_same_shape, read_annotation
 from unet.postprocess import mask_to_instances
 
 log = logging.getLogger(__name__)

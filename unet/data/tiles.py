@@ -33,8 +33,8 @@ from unet.data.augment import (
     sampling_grid,
     warp_tiles,
 )
+from unet.data.items import Item
 from unet.data.sampling import TileSampler
-from unet.data.sources import Item
 from unet.tiling import read_mirrored
 
 

@@ -1,0 +1,104 @@
+"""One fact, one home: the Hydra options generated from the classes (unet/config.py) and the YAML recipe."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from unet import config
+from unet.data.augment import AugmentParams
+from unet.tasks import DetectionTask, SegmentationTask
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def _cfg(overrides: list[str]):
+    config.register()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=["paths.output_dir=unused", *overrides])
+
+
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, dict):
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        out.update(_leaves(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def _yaml(path: Path) -> dict[str, Any]:
+    return OmegaConf.to_container(OmegaConf.load(path))
+
+
+def test_the_task_and_augment_options_are_the_classes_defaults() -> None:
+    """task=... instantiates the dataclass with its own defaults; data/augment=... is AugmentParams'."""
+    assert instantiate(_cfg([]).task) == SegmentationTask()
+    assert instantiate(_cfg(["task=detection"]).task) == DetectionTask()
+    for option, params in (("falk2019", AugmentParams.falk2019()), ("none", AugmentParams())):
+        augment = OmegaConf.to_container(_cfg([f"data/augment={option}"]).data.augment)
+        assert config.values_of(params) == augment
+    assert _cfg([]).data.augment == _cfg(["data/augment=falk2019"]).data.augment  # the recipe's default
+
+
+def test_known_keys_override_and_unknown_keys_are_refused() -> None:
+    cfg = _cfg(["task.lambda_sep=0", "data.tiles_per_epoch=3", "model.val_memory_mib=512"])
+    assert (cfg.task.lambda_sep, cfg.data.tiles_per_epoch, cfg.model.val_memory_mib) == (0, 3, 512)
+    for key in ("task.lambda_sepp", "task.selected", "data.augment.flip", "model.net.depthh"):
+        with pytest.raises(ConfigCompositionException, match="Could not override"):
+            _cfg([f"{key}=1"])
+
+
+def test_no_yaml_file_shadows_a_generated_option() -> None:
+    for group, name in config.nodes():
+        path = CONF / group / f"{name}.yaml"
+        assert not path.exists(), f"{path.relative_to(ROOT)} repeats an option of unet/config.py"
+
+
+def test_no_yaml_restates_a_default() -> None:
+    """Model, data and experiment files set only values that differ from the generated defaults."""
+    nodes = config.nodes()
+    restated = []
+
+    def check(path: Path, body: dict[str, Any], prefix: str, defaults: dict[str, Any]) -> None:
+        known = _leaves(defaults)
+        for key, value in _leaves(body).items():
+            if key in known and known[key] == value:
+                restated.append(f"{path.relative_to(ROOT)}: {prefix}{key}: {value!r}")
+
+    for path in sorted((CONF / "model").glob("*.yaml")):
+        body = {k: v for k, v in _yaml(path).items() if k != "defaults"}
+        check(path, body, "", nodes["model", "base"])
+    for path in sorted((CONF / "data").glob("*.yaml")):
+        body = {k: v for k, v in _yaml(path).items() if k in nodes["data", "base"]}
+        check(path, body, "", nodes["data", "base"])
+    for path in sorted((CONF / "experiment").glob("*.yaml")):
+        body = _yaml(path)
+        task = "detection" if {"override /task": "detection"} in body.get("defaults", []) else "segmentation"
+        check(path, body.get("task", {}), "task.", nodes["task", task])
+        data = body.get("data", {})
+        check(path, {k: v for k, v in data.items() if k != "augment"}, "data.", nodes["data", "base"])
+        check(path, data.get("augment", {}), "data.augment.", nodes["data/augment", "falk2019"])
+        model = {k: v for k, v in body.get("model", {}).items() if k != "net"}  # net: dataset facts, papers'
+        check(path, model, "model.", nodes["model", "base"])
+    assert not restated, "defaults written again:\n" + "\n".join(restated)
+
+
+def test_the_generated_defaults_are_the_signatures() -> None:
+    """A new constructor argument appears in the config by itself; ``selected`` (validation state) not."""
+    from unet.data.datamodule import UNetDataModule
+
+    data = config.nodes()["data", "base"]
+    assert data["tiles_per_epoch"] == 50 and data["seed"] == "${seed}" and "source" not in data
+    seg = config.nodes()["task", "segmentation"]
+    fields = {f.name for f in dataclasses.fields(SegmentationTask)}
+    assert set(seg) == {"_target_"} | fields - {"selected"}
+    assert config.target(UNetDataModule) == data["_target_"]

@@ -317,3 +317,21 @@ def test_mask_to_instances_connectivity() -> None:
     full = mask_to_instances(mask)
     assert full.max() == 2 and full[0, 0] == full[1, 1]
     assert mask_to_instances(mask, connectivity=1).max() == 3
+
+
+def test_auto_instances_follow_the_metric_the_checkpoint_monitor_maximises() -> None:
+    from unet.tasks import SegmentationTask
+
+    means = {
+        f"{k}_{m}": v
+        for m, vals in {"components": (0.8, 0.5, 0.6), "watershed": (0.7, 0.6, 0.9)}.items()
+        for k, v in zip(("iou", "pq", "f1"), vals)
+    }
+    means.update({f"{k}_{m}": 1.0 for m in ("components", "watershed") for k in ("precision", "recall")})
+    picked = {}
+    for monitor in ("val/iou", "val/pq", "val/f1"):
+        task = SegmentationTask(monitor=monitor)
+        out = task.finish_validation(dict(means))
+        picked[monitor] = task.selected
+        assert out[monitor.split("/")[1]] == means[f"{monitor.split('/')[1]}_{task.selected}"]
+    assert picked == {"val/iou": "components", "val/pq": "watershed", "val/f1": "watershed"}

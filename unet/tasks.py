@@ -34,8 +34,9 @@ class SegmentationTask:
         instances: how objects are made from the class map: "components" (connected components, the
             papers' method, M6.1), "watershed" (touching objects split by a seeded watershed on the distance
             transform, :func:`unet.postprocess.watershed_instances`) or "auto": validation scores both and
-            keeps the better one by mean object IoU on the validation images (never test data); the choice
-            (``selected``) travels in the model card, so prediction uses it.
+            keeps the better one by the ``monitor`` metric (``val/iou``, ``val/pq`` or ``val/f1``) on the
+            validation images (never test data); the choice (``selected``) travels in the model card, so
+            prediction uses it.
         watershed_h: seed dynamic of the watershed (px of the finest axis).
         selected: the method "auto" chose (set by validation; None before).
     """
@@ -133,11 +134,14 @@ class SegmentationTask:
         return out
 
     def finish_validation(self, means: dict[str, float]) -> dict[str, float]:
-        """Under "auto": select the instance method with the higher mean validation object IoU and report
-        its ``iou``/``f1``/``precision``/``recall`` (so the checkpoint monitor and the card agree)."""
-        if self.instances != "auto" or not all(f"iou_{m}" in means for m in self.METHODS):
+        """Under "auto": select the instance method with the better mean validation score of the metric the
+        checkpoint monitor maximises (``iou``, ``pq`` or ``f1``) and report its ``iou``/``pq``/``f1``/
+        ``precision``/``recall`` (so the checkpoint monitor, the selection and the card agree)."""
+        key = self.monitor.rpartition("/")[2]
+        key = key if key in ("iou", "pq", "f1") else "iou"
+        if self.instances != "auto" or not all(f"{key}_{m}" in means for m in self.METHODS):
             return means
-        scored = {m: means[f"iou_{m}"] for m in self.METHODS if np.isfinite(means[f"iou_{m}"])}
+        scored = {m: means[f"{key}_{m}"] for m in self.METHODS if np.isfinite(means[f"{key}_{m}"])}
         if not scored:
             return means
         best = max(scored, key=lambda m: (scored[m], m == "components"))  # ties: the papers' method

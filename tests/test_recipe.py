@@ -168,7 +168,7 @@ def test_peer_widths_and_crop_follow_ours() -> None:
 
 
 def test_cpu_budget_counts_process_time_not_the_wall_clock(tmp_path: Path) -> None:
-    """The recipe table's budget: a run sleeping (another job has the core) does not spend it; computing does."""
+    """The recipe table's budget: a run that sleeps spends none of it; computing does."""
     import time
     from types import SimpleNamespace
 

@@ -8,7 +8,9 @@ test split, exactly as ``benchmarks/quality.py`` does for one experiment:
   (``benchmarks/peer_monai.py``);
 * ablations, one change each: ``no_sep`` (``task.lambda_sep=0``), ``no_ridges`` (``task.ridges=false``),
   ``uniform`` (``data.sampling=uniform``: random crops instead of the w_bal pdf), ``no_elastic``
-  (``data.augment.elastic_std=0``). ``no_sep`` / ``no_ridges`` do not apply to detection.
+  (``data.augment.elastic_std=0``), and one of model selection: ``select_pq`` (``task.monitor=val/pq``: the
+  checkpoint and the instance method chosen by panoptic quality instead of mean object IoU, which ignores
+  false positives). ``no_sep`` / ``no_ridges`` / ``select_pq`` do not apply to detection.
 
 Runs are independent processes, ``--jobs`` at a time (a GPU shares well between a few small runs), each
 writing ``<out>/arms/<experiment>__<arm>__s<seed>.json`` as it ends; ``<out>/arms.md`` (mean ± standard
@@ -52,6 +54,7 @@ ARMS: dict[str, list[str] | None] = {
     "no_ridges": ["task.ridges=false"],
     "uniform": ["data.sampling=uniform"],
     "no_elastic": ["data.augment.elastic_std=0"],
+    "select_pq": ["task.monitor=val/pq"],
 }
 ARM_LABELS = {
     "ours": "ours",
@@ -60,8 +63,9 @@ ARM_LABELS = {
     "no_ridges": "no ridges",
     "uniform": "uniform tiles",
     "no_elastic": "no elastic",
+    "select_pq": "selected by val PQ",
 }
-SEGMENTATION_ONLY = ("no_sep", "no_ridges")
+SEGMENTATION_ONLY = ("no_sep", "no_ridges", "select_pq")
 DETECTION = ("mbm-bonemarrow-dots",)
 DEFAULT_EXPERIMENTS = (
     "ctc-fluo-n2dh-gowt1",

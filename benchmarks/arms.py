@@ -147,6 +147,8 @@ def run_jobs(args: argparse.Namespace) -> None:
     while todo or running:
         while todo and len(running) < args.jobs and time.time() < deadline:
             exp, arm, seed = todo.pop(0)
+            if not args.again and record_path(out, exp, arm, seed).exists():
+                continue  # another invocation finished it meanwhile
             cmd = [
                 sys.executable,
                 __file__,

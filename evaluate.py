@@ -19,7 +19,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from unet import metrics
-from unet.evaluation import EvaluationResult, evaluate_dirs, format_table
+from unet.evaluation import EvaluationResult, evaluate_dirs
+from unet.report import format_table
 
 ConfigStore.instance().store(
     name="evaluate", node=OmegaConf.load(Path(__file__).resolve().parent / "conf" / "evaluate.yaml")

@@ -12,7 +12,8 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from unet.predict import PredictionFailed, format_summary, run
+from unet.predict import PredictionFailed, run
+from unet.report import format_summary
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")

@@ -13,6 +13,7 @@ import roifile
 from unet import evaluation as ev
 from unet import io
 from unet.io import DataFileError
+from unet.report import format_table
 
 
 def _squares(shape: tuple[int, int] = (40, 48)) -> np.ndarray:
@@ -55,7 +56,7 @@ def test_identical_segmentation_writes_reports(tmp_path: Path) -> None:
         assert doc["mean"][key] == pytest.approx(np.mean([im[key] for im in doc["images"]]))
     assert (out / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob(".*"))  # no temporary files left
-    table_text = ev.format_table(res)
+    table_text = format_table(res)
     assert "img2" in table_text and table_text.splitlines()[-1].startswith("mean")
 
 
@@ -229,4 +230,4 @@ def test_em_task(tmp_path: Path) -> None:
     doc = json.loads((out / "metrics.json").read_text())
     assert len(doc["images"][0]["curves"]["thresholds"]) == 10 and doc["pooled"] == {}
     assert (out / "metrics.png").exists()
-    assert "best_adapted_rand_error" in ev.format_table(res)
+    assert "best_adapted_rand_error" in format_table(res)

@@ -24,10 +24,10 @@ from unet.predict import (
     NormalizedView,
     channel_min_max,
     config_to_kwargs,
-    format_summary,
     list_inputs,
     predict_files,
 )
+from unet.report import format_summary
 from unet.tasks import DetectionTask, SegmentationTask
 from unet.tiling import predict_tiled
 

@@ -50,18 +50,17 @@ Outputs of :func:`evaluate_dirs` (all written atomically into ``output_dir``):
   object counts with the identity line; detection: the count scatter; em: mean errors against threshold.
 
 Example:
-    >>> from unet.evaluation import evaluate_dirs, format_table  # doctest: +SKIP
+    >>> from unet.evaluation import evaluate_dirs  # doctest: +SKIP
+    >>> from unet.report import format_table  # doctest: +SKIP
     >>> result = evaluate_dirs("pred/", "gt/", "segmentation", output_dir="eval/")  # doctest: +SKIP
     >>> print(format_table(result))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -73,6 +72,7 @@ from skimage.measure import label as label_regions
 from unet import io, metrics
 from unet.io import DataFileError
 from unet.postprocess import mask_to_instances
+from unet.report import column_means, headline, pooled, write_reports
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,6 @@ __all__ = [
     "EvaluationResult",
     "evaluate_dirs",
     "evaluate_pair",
-    "format_table",
     "load_ground_truth",
     "load_prediction",
     "match_files",
@@ -112,7 +111,6 @@ _PREFERENCE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "detection": (("_points", "", "_rois", "_labels"), (_CSV, _ROI, _IMAGE)),
     "em": (("_probabilities", "", "_labels"), (_IMAGE,)),
 }
-_COUNT_KEYS = ("n_gt", "n_pred", "tp", "fp", "fn", "count_error")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -148,33 +146,9 @@ def _split_name(path: Path) -> tuple[str, str]:
     return stem, ""
 
 
-def _ratio(num: float, den: float, other_errors: float) -> float:
-    """``num / den``; ``0 / 0`` is 1.0 if nothing else went wrong, else 0.0 (as in :mod:`unet.metrics`)."""
-    if den > 0:
-        return float(num) / float(den)
-    return 1.0 if other_errors == 0 else 0.0
-
-
 def _threshold_key(prefix: str, t: float) -> str:
     text = f"{t:.2f}" if abs(round(t, 2) - t) < 1e-12 else f"{t:g}"
     return f"{prefix}@{text}"
-
-
-def json_safe(obj: Any) -> Any:
-    """Recursively convert numpy values and paths to JSON types; non-finite floats become ``None``."""
-    if isinstance(obj, Mapping):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | np.ndarray):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, bool | np.bool_):
-        return bool(obj)
-    if isinstance(obj, int | np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(float(obj)) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -659,30 +633,6 @@ class EvaluationResult:
         return [k for k in self.rows[0] if k != "image"] if self.rows else []
 
 
-def _mean_row(rows: Sequence[Mapping[str, Value]]) -> dict[str, Value]:
-    out: dict[str, Value] = {"image": "mean"}
-    for key in rows[0]:
-        if key == "image":
-            continue
-        vals = np.array([float(r[key]) for r in rows], dtype=np.float64)
-        finite = vals[np.isfinite(vals)]
-        out[key] = float(finite.mean()) if finite.size else float("nan")
-    return out
-
-
-def _pooled(task: str, rows: Sequence[Mapping[str, Value]]) -> dict[str, Value]:
-    if task == "em":
-        return {}
-    s = {k: int(sum(int(r[k]) for r in rows)) for k in ("n_gt", "n_pred", "tp", "fp", "fn")}
-    tp, fp, fn = s["tp"], s["fp"], s["fn"]
-    return {
-        **s,
-        "precision": _ratio(tp, tp + fp, fn),
-        "recall": _ratio(tp, tp + fn, fp),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn, fp + fn),
-    }
-
-
 def evaluate_dirs(
     predictions: PathLike,
     ground_truth: PathLike,
@@ -777,148 +727,13 @@ def evaluate_dirs(
     result = EvaluationResult(
         task=task,
         rows=rows,
-        mean=_mean_row(rows),
-        pooled=_pooled(task, rows),
+        mean={"image": "mean", **column_means(rows, [k for k in rows[0] if k != "image"])},
+        pooled={} if task == "em" else pooled(rows),
         settings=settings,
         files=files,
         curves=curves,
     )
     if output_dir is not None:
-        _write_outputs(result, Path(output_dir), plot=plot)
-    logger.info("mean over %d image(s): %s", len(rows), _summary(result))
+        write_reports(result, Path(output_dir), plot=plot)
+    logger.info("mean over %d image(s): %s", len(rows), headline(result))
     return result
-
-
-def _summary(result: EvaluationResult) -> str:
-    keys = {
-        "segmentation": ("mean_iou", "f1", "ap", "count_error"),
-        "detection": ("precision", "recall", "f1", "count_error"),
-        "em": ("pixel_error", "rand_error", "best_adapted_rand_error", "best_v_info_error"),
-    }[result.task]
-    return ", ".join(f"{k}={float(result.mean[k]):.4f}" for k in keys)
-
-
-def _write_outputs(result: EvaluationResult, out: Path, *, plot: bool) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    csv_path, json_path, png_path = out / "metrics.csv", out / "metrics.json", out / "metrics.png"
-    io.write_csv(csv_path, [*result.rows, result.mean], fieldnames=["image", *result.metric_names])
-    images = []
-    for row, (_, pred, gt) in zip(result.rows, result.files, strict=True):
-        entry: dict[str, Any] = {"image": row["image"], "prediction": str(pred), "ground_truth": str(gt)}
-        entry.update({k: v for k, v in row.items() if k != "image"})
-        if str(row["image"]) in result.curves:
-            entry["curves"] = result.curves[str(row["image"])]
-        images.append(entry)
-    doc = {
-        "task": result.task,
-        "settings": result.settings,
-        "metrics": result.metric_names,
-        "images": images,
-        "mean": {k: v for k, v in result.mean.items() if k != "image"},
-        "pooled": result.pooled,
-    }
-    io.write_text(json_path, json.dumps(json_safe(doc), indent=2, allow_nan=False) + "\n")
-    result.outputs.update(csv=csv_path, json=json_path)
-    if plot:
-        _plot(result, png_path)
-        result.outputs["png"] = png_path
-    logger.info("wrote %s", ", ".join(str(p) for p in result.outputs.values()))
-
-
-def _plot(result: EvaluationResult, path: Path) -> None:
-    """Write the summary figure with matplotlib's Agg canvas (no pyplot, no global backend change)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    rows = result.rows
-    panels = {"segmentation": 2, "detection": 1, "em": 1}[result.task]
-    fig = Figure(figsize=(4.5 * panels, 4.0), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, panels, squeeze=False)[0]
-    if result.task == "segmentation":
-        ax = axes[0]
-        keys = [k for k in result.metric_names if k.startswith("f1@")]
-        ths = [float(k[3:]) for k in keys]
-        for row in rows:
-            ax.plot(ths, [float(row[k]) for k in keys], color="0.6", lw=0.8, alpha=0.6)
-        ax.plot(ths, [float(result.mean[k]) for k in keys], color="C0", lw=2, marker="o", label="mean")
-        ax.plot([], [], color="0.6", lw=0.8, label="per image")
-        ax.set(xlabel="IoU threshold", ylabel="F1", ylim=(-0.02, 1.02), title="F1 against IoU threshold")
-        ax.legend(loc="lower left")
-    if result.task in ("segmentation", "detection"):
-        ax = axes[-1]
-        n_gt = np.array([float(r["n_gt"]) for r in rows])
-        n_pred = np.array([float(r["n_pred"]) for r in rows])
-        top = max(float(n_gt.max(initial=0)), float(n_pred.max(initial=0)), 1.0) * 1.05
-        ax.plot([0, top], [0, top], color="0.5", ls="--", lw=1, label="identity")
-        ax.scatter(n_gt, n_pred, s=18, color="C1", zorder=3, label="images")
-        ax.set(
-            xlabel="true count",
-            ylabel="predicted count",
-            xlim=(0, top),
-            ylim=(0, top),
-            title=f"counts (mean abs. error {float(result.mean['count_error']):.2f})",
-        )
-        ax.set_aspect("equal")
-        ax.legend(loc="upper left")
-    if result.task == "em":
-        ax = axes[0]
-        names = ("pixel_error", "rand_error", "adapted_rand_error", "v_info_error")
-        curves = list(result.curves.values())
-        ths = curves[0]["thresholds"]
-        for name in names:
-            ax.plot(ths, np.mean([c[name] for c in curves], axis=0), marker="o", ms=3, label=name)
-        ax.set(xlabel="threshold on interior probability", ylabel="error (mean over images)", title="EM")
-        ax.legend()
-    with io.atomic_write(path) as tmp:
-        fig.savefig(tmp, format="png")
-
-
-def format_table(result: EvaluationResult, columns: Sequence[str] | None = None) -> str:
-    """A fixed-width text table of the per-image rows and the mean row, for the console.
-
-    Args:
-        result: An :class:`EvaluationResult`.
-        columns: Metric columns to show; default: the main metrics of the task (all ``f1@<t>`` columns are
-            left out for segmentation).
-
-    Returns:
-        The table (no trailing newline).
-    """
-    if columns is None:
-        columns = {
-            "segmentation": ("n_gt", "n_pred", "mean_iou", "precision", "recall", "f1", "ap", "count_error"),
-            "detection": ("n_gt", "n_pred", "tp", "fp", "fn", "precision", "recall", "f1", "count_error"),
-            "em": (
-                "pixel_error",
-                "rand_error",
-                "adapted_rand_error",
-                "v_info_error",
-                "best_adapted_rand_error",
-                "best_v_info_error",
-            ),
-        }[result.task]
-    cols = [c for c in columns if c in result.mean]
-
-    def fmt(col: str, value: Value) -> str:
-        if isinstance(value, str):
-            return value
-        v = float(value)
-        if not math.isfinite(v):
-            return "nan"
-        if col in _COUNT_KEYS:
-            return str(int(v)) if v.is_integer() else f"{v:.2f}"
-        return f"{v:.4f}"
-
-    body = [[str(r["image"]), *(fmt(c, r[c]) for c in cols)] for r in result.rows]
-    mean = ["mean", *(fmt(c, result.mean[c]) for c in cols)]
-    header = ["image", *cols]
-    widths = [max(len(x[i]) for x in [header, mean, *body]) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    rule = "-" * len(line(header))
-    return "\n".join([line(header), rule, *(line(b) for b in body), rule, line(mean)])

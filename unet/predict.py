@@ -86,7 +86,6 @@ __all__ = [
     "NormalizedView",
     "channel_min_max",
     "config_to_kwargs",
-    "format_summary",
     "list_inputs",
     "predict_files",
     "run",
@@ -758,36 +757,8 @@ def _reason(e: BaseException, path: Path) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------
-# console and configuration
+# configuration
 # ----------------------------------------------------------------------------------------------------
-
-
-def format_summary(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Fixed-width text table of summary rows (without the ``probabilities`` column); no trailing newline."""
-    if not rows:
-        return "(no images)"
-    cols: list[str] = []
-    for row in rows:
-        cols += [k for k in row if k not in cols and k != "probabilities"]
-    class_cols = [c for c in cols if c.startswith("count_class")]
-    if len(class_cols) <= 1:
-        cols = [c for c in cols if c not in class_cols]
-
-    def fmt(value: Any) -> str:
-        if value is None or value == "":
-            return "-"
-        if isinstance(value, float):
-            return "nan" if not math.isfinite(value) else f"{value:.4g}"
-        return str(value)
-
-    table = [cols, *([fmt(row.get(c)) for c in cols] for row in rows)]
-    widths = [max(len(line[i]) for line in table) for i in range(len(cols))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    head = line(table[0])
-    return "\n".join([head, "-" * len(head), *(line(r) for r in table[1:])])
 
 
 #: ``conf/predict.yaml`` key -> :func:`predict_files` argument.

@@ -71,7 +71,7 @@ from skimage.measure import label as label_regions
 
 from unet import io, metrics
 from unet.io import DataFileError
-from unet.postprocess import mask_to_instances
+from unet.postprocess import label_centroids, mask_to_instances
 from unet.report import column_means, headline, pooled, write_reports
 
 logger = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ _KINDS: dict[str, tuple[str, ...]] = {
     _CSV: (".csv",),
     _ROI: (".zip", ".roi"),
 }
-_ALL_SUFFIXES: tuple[str, ...] = (".ome.tif", ".ome.tiff", *(s for v in _KINDS.values() for s in v))
+_ALL_SUFFIXES: tuple[str, ...] = tuple(s for v in _KINDS.values() for s in v)
 # per task: accepted role suffixes (most preferred first) and accepted file kinds (most preferred first)
 _PREFERENCE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "segmentation": (("_labels", "", "_rois"), (_IMAGE, _ROI)),
@@ -134,12 +134,7 @@ def _kind(path: Path) -> str | None:
 
 def _split_name(path: Path) -> tuple[str, str]:
     """``(key, role)`` of a file: name without extension and without one trailing role suffix."""
-    name, low = path.name, path.name.lower()
-    stem = path.stem
-    for suf in sorted(_ALL_SUFFIXES, key=len, reverse=True):
-        if low.endswith(suf):
-            stem = name[: len(name) - len(suf)]
-            break
+    stem = io.file_stem(path, _ALL_SUFFIXES)
     for role in ROLE_SUFFIXES:
         if stem.lower().endswith(role) and len(stem) > len(role):
             return stem[: -len(role)], role
@@ -174,18 +169,7 @@ def _is_binary(labels: np.ndarray) -> bool:
 
 def _centroids(labels: np.ndarray) -> np.ndarray:
     """Centroid of every connected region of equal non-zero value (full connectivity), ``(N, ndim)``."""
-    regions = label_regions(labels, background=0, connectivity=labels.ndim)
-    flat = regions.ravel()
-    idx = np.flatnonzero(flat)
-    n = int(regions.max()) if regions.size else 0
-    if n == 0:
-        return np.zeros((0, labels.ndim), dtype=np.float64)
-    ids = flat[idx]
-    counts = np.bincount(ids, minlength=n + 1)[1:].astype(np.float64)
-    coords = np.unravel_index(idx, labels.shape)
-    return np.stack(
-        [np.bincount(ids, weights=c.astype(np.float64), minlength=n + 1)[1:] / counts for c in coords], axis=1
-    )
+    return label_centroids(label_regions(labels, background=0, connectivity=labels.ndim))
 
 
 def _check_shape(path: Path, shape: tuple[int, ...] | None, got: tuple[int, ...]) -> None:

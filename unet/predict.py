@@ -110,7 +110,6 @@ INPUT_SUFFIXES: tuple[str, ...] = (*io.IMAGE_SUFFIXES, io.ZARR_SUFFIX)
 DEFAULT_OUT_OF_CORE_BUDGET_MIB = 1024.0
 #: Smallest block (bytes) of the streaming min/max pass.
 MIN_STREAM_BLOCK_BYTES = 256 * 1024
-_STEM_SUFFIXES = tuple(sorted({".ome.tif", ".ome.tiff", *INPUT_SUFFIXES}, key=len, reverse=True))
 
 
 class PredictionFailed(ValueError):
@@ -137,14 +136,6 @@ def _is_input(path: Path) -> bool:
     if low.endswith(io.ZARR_SUFFIX):
         return path.is_dir()
     return path.is_file() and low.endswith(io.IMAGE_SUFFIXES)
-
-
-def _stem(path: Path) -> str:
-    name, low = path.name, path.name.lower()
-    for suf in _STEM_SUFFIXES:
-        if low.endswith(suf) and len(name) > len(suf):
-            return name[: -len(suf)]
-    return path.stem
 
 
 def _is_own_output(path: Path, output_dir: Path | None) -> bool:
@@ -204,7 +195,7 @@ def list_inputs(
         unique.setdefault(p.resolve(), p)
     by_stem: dict[str, Path] = {}
     for p in unique.values():
-        stem = _stem(p)
+        stem = io.file_stem(p, INPUT_SUFFIXES)
         if stem in by_stem:
             raise io.DataFileError(
                 p, f"has the same name {stem!r} as {by_stem[stem]}; their outputs would overwrite each other"
@@ -289,7 +280,7 @@ def _plan_job(
             raise ValueError(
                 f"{what} supports minmax or no normalisation, the model uses {card.normalization!r}"
             )
-    name = _stem(path)
+    name = io.file_stem(path, INPUT_SUFFIXES)
     roles = ["probabilities_zarr", "labels_zarr"] if out_of_core else ["probabilities", "labels"]
     roles += ["rois", "objects"] + (["points"] if task.name == "detection" else [])
     outputs = {r: output_dir / f"{name}{OUTPUT_SUFFIXES[r]}" for r in roles}
@@ -614,7 +605,7 @@ def predict_files(
     rank, world = (int(shard[0]), int(shard[1]))
     if world > 1 and barrier is None:
         raise ValueError("predicting with several processes needs a barrier to merge the summary")
-    order = {_stem(p): i for i, p in enumerate(paths)}
+    order = {io.file_stem(p, INPUT_SUFFIXES): i for i, p in enumerate(paths)}
     paths = paths[rank::world]
     failures: list[tuple[Path, str]] = []
     jobs = []
@@ -724,7 +715,7 @@ def _merge_shards(
         merged_failures += [(Path(p), why) for p, why in data["failures"]]
         path.unlink()
     merged_rows.sort(key=lambda row: order.get(str(row["image"]), 0))
-    merged_failures.sort(key=lambda f: order.get(_stem(f[0]), 0))
+    merged_failures.sort(key=lambda f: order.get(io.file_stem(f[0], INPUT_SUFFIXES), 0))
     return merged_rows, merged_failures
 
 

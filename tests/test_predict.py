@@ -21,12 +21,11 @@ from unet.evaluation import evaluate_dirs
 from unet.inference import ModelCard, load_model, predict_image
 from unet.models.unet import UNet
 from unet.predict import (
-    NormalizedView,
-    channel_min_max,
     config_to_kwargs,
     list_inputs,
     predict_files,
 )
+from unet.predict_jobs import NormalizedView, channel_min_max
 from unet.report import format_summary
 from unet.tasks import DetectionTask, SegmentationTask
 from unet.tiling import predict_tiled

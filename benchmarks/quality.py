@@ -4,7 +4,7 @@ For every experiment (``conf/experiment/<name>.yaml``, one per folder of ``../sh
 
 1. compose the config (``experiment=<name>`` plus the budget: CPU minutes of the training process,
    ``benchmarks/cpu_budget.py``, so that runs sharing the machine get the same compute) and train
-   (:func:`unet.pipeline.train`; the best checkpoint is chosen on the ``val`` split);
+   (:func:`unet.cli.train.train`; the best checkpoint is chosen on the ``val`` split);
 2. load the best checkpoint (:func:`unet.inference.load_model`) and predict the ``test`` split, which no
    training run ever reads (:meth:`unet.data.datasets.DatasetSource.test_items`), through
    :func:`unet.inference.predict_image` at the item's element size, objects from the task;
@@ -296,7 +296,7 @@ def run_experiment(
     """
     from hydra.utils import instantiate
 
-    from unet.pipeline import train
+    from unet.cli.train import train
 
     run_dir = runs / experiment
     cfg = compose_config(experiment, run_dir, data_root, minutes, overrides)
@@ -490,7 +490,7 @@ def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
     from hydra.utils import instantiate
 
     from unet.checkpoint import load_project_checkpoint
-    from unet.pipeline import train
+    from unet.cli.train import train
 
     runs = Path(args.runs) / "transfer"
     target = args.transfer_target

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +50,17 @@ from unet import metrics
 from unet.evaluation_files import PathLike, check_task, load_pair, match_files
 from unet.postprocess import mask_to_instances
 from unet.report import column_means, headline, pooled, write_reports
+from unet.tasks import DetectionTask
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EvaluationResult", "evaluate_dirs", "evaluate_pair"]
+__all__ = ["D_MATCH", "EvaluationResult", "evaluate_dirs", "evaluate_pair"]
 
 Value = float | int | str
+
+#: Detection matching tolerance in pixels (Falk 2019 M6.2): the default of :class:`unet.tasks.DetectionTask`,
+#: so evaluate.py scores as validation does
+D_MATCH: float = next(f.default for f in fields(DetectionTask) if f.name == "d_match")
 
 
 def _threshold_key(prefix: str, t: float) -> str:
@@ -158,7 +163,7 @@ def evaluate_pair(
     pred: npt.ArrayLike,
     task: str,
     *,
-    d_match: float = 6.0,
+    d_match: float = D_MATCH,
     iou_thresholds: Sequence[float] = metrics.DEFAULT_IOU_THRESHOLDS,
     element_size: float | Sequence[float] | None = None,
     em_thresholds: Sequence[float] = metrics.EM_THRESHOLDS,
@@ -250,7 +255,7 @@ def evaluate_dirs(
     task: str,
     *,
     output_dir: PathLike | None,
-    d_match: float = 6.0,
+    d_match: float = D_MATCH,
     iou_thresholds: Sequence[float] = metrics.DEFAULT_IOU_THRESHOLDS,
     element_size: float | Sequence[float] | None = None,
     em_thresholds: Sequence[float] = metrics.EM_THRESHOLDS,

@@ -1,10 +1,10 @@
 """Apply a trained model to image files: the library behind ``python predict.py`` (no Hydra here).
 
-``predict_files(ckpt_path, inputs, output_dir)`` rebuilds model, task, normalisation and element size from
-the checkpoint (:func:`unet.inference.load_model`), so no model option is repeated. ``inputs`` are files,
-directories (their images, not recursive) or glob patterns. All inputs are listed and opened (headers only
-where the format allows) and checked against the model (channels, dimensionality) before anything is
-predicted, so a missing or unreadable file fails at once with an error naming it.
+``predict_files(ckpt_path, input, output_dir)`` rebuilds model, task, normalisation and element size from
+the checkpoint (:func:`unet.inference.load_model`), so no model option is repeated. ``input`` is a file, a
+directory (its images, not recursive), a glob pattern or a list of these. All inputs are listed and opened
+(headers only where the format allows) and checked against the model (channels, dimensionality) before
+anything is predicted, so a missing or unreadable file fails at once with an error naming it.
 
 Outputs per image ``<stem>`` (every file is written atomically, so a file that exists is complete):
 
@@ -72,10 +72,9 @@ __all__ = [
     "INPUT_SUFFIXES",
     "OUTPUT_SUFFIXES",
     "SUMMARY_NAME",
-    "config_to_kwargs",
+    "PredictionFailed",
     "list_inputs",
     "predict_files",
-    "run",
 ]
 
 #: Output file suffixes by role (``<stem><suffix>``).
@@ -288,7 +287,7 @@ class _TileChooser:
 
 def predict_files(
     ckpt_path: str | os.PathLike,
-    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    input: str | os.PathLike | Sequence[str | os.PathLike],
     output_dir: str | os.PathLike,
     *,
     tile_shape: Sequence[int] | None = None,
@@ -311,7 +310,7 @@ def predict_files(
     Args:
         ckpt_path: Checkpoint written by training (holds the model card), or a model exported by
             ``python -m unet.export`` (``.pt`` TorchScript or ``.onnx``; the card travels inside).
-        inputs: Image file, directory, glob pattern, or a list of these (``.zarr`` directories are images).
+        input: Image file, directory, glob pattern, or a list of these (``.zarr`` directories are images).
         output_dir: Output directory (created).
         tile_shape: Network input tile (a valid shape); default: from ``memory_budget_mib``.
         memory_budget_mib: Memory for one forward pass of ``batch_size`` tiles; the largest valid tile that
@@ -343,6 +342,9 @@ def predict_files(
         PredictionFailed: After predicting every good image, when some could not be read or predicted (wrong
             channels or dimensionality, unreadable, disk full...); lists each with its reason.
     """
+    for name, value in (("ckpt_path", ckpt_path), ("input", input), ("output_dir", output_dir)):
+        if value is None or value == "":
+            raise ValueError(f"{name} is required")
     ckpt = Path(ckpt_path)
     if not ckpt.is_file():
         raise FileNotFoundError(f"{ckpt}: checkpoint not found")
@@ -355,7 +357,7 @@ def predict_files(
     if not out_of_core_mib >= 0:
         raise ValueError(f"out_of_core_mib must be >= 0, got {out_of_core_mib}")
     out_dir = Path(output_dir)
-    paths = list_inputs(inputs, out_dir)
+    paths = list_inputs(input, out_dir)
     dev = check_device(device)
     net, task, card = load_any_model(ckpt)
     net.to(dev)
@@ -510,65 +512,3 @@ def _reason(e: BaseException, path: Path) -> str:
         if text.startswith(prefix):
             return text[len(prefix) :]
     return text
-
-
-# ----------------------------------------------------------------------------------------------------
-# configuration
-# ----------------------------------------------------------------------------------------------------
-
-
-#: ``conf/predict.yaml`` key -> :func:`predict_files` argument.
-_CONFIG_KEYS = {
-    "ckpt_path": "ckpt_path",
-    "input": "inputs",
-    "output_dir": "output_dir",
-    "tile_shape": "tile_shape",
-    "memory_budget_mib": "memory_budget_mib",
-    "batch_size": "batch_size",
-    "tta": "tta",
-    "device": "device",
-    "element_size": "element_size",
-    "overwrite": "overwrite",
-    "out_of_core_mib": "out_of_core_mib",
-    "progress": "progress",
-    "fail_fast": "fail_fast",
-}
-#: ``conf/predict.yaml`` keys for the processes (``predict.py`` launches them with Lightning Fabric)
-_LAUNCH_KEYS = ("devices", "num_nodes")
-
-
-def config_to_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """``conf/predict.yaml`` values (plain mapping, resolved) -> :func:`predict_files` keyword arguments."""
-    unknown = sorted(set(cfg) - set(_CONFIG_KEYS) - set(_LAUNCH_KEYS) - {"hydra"})
-    if unknown:
-        raise ValueError(f"unknown predict option(s) {unknown}; known: {sorted(_CONFIG_KEYS)}")
-    for key in ("ckpt_path", "input", "output_dir"):
-        if cfg.get(key) in (None, ""):
-            raise ValueError(f"{key} is required")
-    return {_CONFIG_KEYS[k]: v for k, v in cfg.items() if k in _CONFIG_KEYS}
-
-
-def run(cfg: Mapping[str, Any]) -> tuple[list[dict[str, Any]], Path]:
-    """``predict.py``: predict with the options of ``conf/predict.yaml``; -> (summary rows, output dir).
-
-    ``devices``/``num_nodes`` above 1 (or a launch by torchrun/SLURM with several tasks) shard the inputs over
-    processes with Lightning Fabric (DDP strategy; gloo on CPUs, NCCL on GPUs): each process predicts its
-    share on its own device, every output is written once and atomically, and rank 0 merges the summary.
-    """
-    kwargs = config_to_kwargs(cfg)
-    devices, num_nodes = int(cfg.get("devices", 1) or 1), int(cfg.get("num_nodes", 1) or 1)
-    if devices * num_nodes > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from lightning.fabric import Fabric
-
-        cuda = str(kwargs.get("device", "cpu")).startswith("cuda")
-        fabric = Fabric(
-            accelerator="cuda" if cuda else "cpu", devices=devices, num_nodes=num_nodes, strategy="ddp"
-        )
-        fabric.launch()
-        kwargs.update(
-            device=fabric.device,
-            shard=(fabric.global_rank, fabric.world_size),
-            barrier=fabric.barrier,
-            progress=bool(kwargs.get("progress", True)) and fabric.global_rank == 0,
-        )
-    return predict_files(**kwargs), Path(kwargs["output_dir"])

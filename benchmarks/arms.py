@@ -333,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.one:
         from quality import write_text_atomic
 
-        from unet.evaluation import json_safe
+        from unet.report import json_safe
 
         exp, arm, seed = args.one[0], args.one[1], int(args.one[2])
         result = run_one(

@@ -27,7 +27,7 @@ fi
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 nvidia-smi -L 2>/dev/null
 python3 -c "import torch, lightning, hydra, monai, roifile, zarr, tifffile, scipy, skimage
-import unet.pipeline, unet.data.datasets
+import unet.cli.train, unet.data.datasets
 print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'lightning', lightning.__version__)" || exit 2
 
 T0=$(date +%s)

@@ -290,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         workers=args.workers,
     )
     if args.out:
-        from unet.evaluation import json_safe
+        from unet.report import json_safe
 
         Path(args.out).write_text(json.dumps(json_safe(result), indent=2) + "\n", encoding="utf-8")
     return result

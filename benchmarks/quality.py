@@ -4,7 +4,7 @@ For every experiment (``conf/experiment/<name>.yaml``, one per folder of ``../sh
 
 1. compose the config (``experiment=<name>`` plus the budget: CPU minutes of the training process,
    ``benchmarks/cpu_budget.py``, so that runs sharing the machine get the same compute) and train
-   (:func:`unet.pipeline.train`; the best checkpoint is chosen on the ``val`` split);
+   (:func:`unet.cli.train.train`; the best checkpoint is chosen on the ``val`` split);
 2. load the best checkpoint (:func:`unet.inference.load_model`) and predict the ``test`` split, which no
    training run ever reads (:meth:`unet.data.datasets.DatasetSource.test_items`), through
    :func:`unet.inference.predict_image` at the item's element size, objects from the task;
@@ -233,6 +233,7 @@ def score_items(task: Any, source: Any, probabilities: Any, *, em: bool = False)
     mean object IoU (M6.1), F1 at IoU 0.5, ``ap`` (DSB 2018: mean over IoU 0.5:0.9). Detection: F1 within
     ``d_match`` (M6.2) and the count error. ``em``: also the EM scores of the cell-interior probability."""
     from unet.evaluation import evaluate_pair
+    from unet.report import column_means, pooled
 
     items = source.test_items()
     if not items:
@@ -269,24 +270,10 @@ def score_items(task: Any, source: Any, probabilities: Any, *, em: bool = False)
             row["pixel_error"] = scores["best_pixel_error"]
             row["rand_error"] = scores["best_adapted_rand_error"]
         rows.append(row)
-    keys = [k for k in rows[0] if k not in ("image", "instances")]
-    mean = {}
-    for k in keys:
-        vals = [float(r[k]) for r in rows if isinstance(r.get(k), int | float) and math.isfinite(float(r[k]))]
-        mean[k] = float(np.mean(vals)) if vals else None
-    pooled = {}
-    if all(k in rows[0] for k in ("tp", "fp", "fn")):
-        tp, fp, fn = (sum(int(r[k]) for r in rows) for k in ("tp", "fp", "fn"))
-        pooled = {
-            "tp": tp,
-            "fp": fp,
-            "fn": fn,
-            "precision": tp / (tp + fp) if tp + fp else float(fn == 0),
-            "recall": tp / (tp + fn) if tp + fn else float(fp == 0),
-        }
-        p, r = pooled["precision"], pooled["recall"]
-        pooled["f1"] = 2 * p * r / (p + r) if p + r else 0.0
-    return {"task": task.name, "images": rows, "mean": mean, "pooled": pooled, "n_test": len(rows)}
+    mean = column_means(rows, [k for k in rows[0] if k not in ("image", "instances")], missing=None)
+    counts = ("tp", "fp", "fn")
+    pool = pooled(rows, counts) if all(k in rows[0] for k in counts) else {}
+    return {"task": task.name, "images": rows, "mean": mean, "pooled": pool, "n_test": len(rows)}
 
 
 # ------------------------------------------------------------------------------------------ runs
@@ -309,7 +296,7 @@ def run_experiment(
     """
     from hydra.utils import instantiate
 
-    from unet.pipeline import train
+    from unet.cli.train import train
 
     run_dir = runs / experiment
     cfg = compose_config(experiment, run_dir, data_root, minutes, overrides)
@@ -415,7 +402,7 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
 
 def write_reports(results: dict[str, dict[str, Any]], out: Path) -> tuple[Path, Path]:
     """Write ``quality.json`` (all numbers) and ``quality.md`` (the table) from all results so far."""
-    from unet.evaluation import json_safe
+    from unet.report import json_safe
 
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "quality.json", out / "quality.md"
@@ -503,7 +490,7 @@ def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
     from hydra.utils import instantiate
 
     from unet.checkpoint import load_project_checkpoint
-    from unet.pipeline import train
+    from unet.cli.train import train
 
     runs = Path(args.runs) / "transfer"
     target = args.transfer_target
@@ -592,7 +579,7 @@ def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def write_transfer_reports(result: dict[str, Any], out: Path) -> None:
-    from unet.evaluation import json_safe
+    from unet.report import json_safe
 
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "transfer.json", json.dumps(json_safe(result), indent=2) + "\n")

@@ -1,7 +1,7 @@
 """Bad inputs and faults: each is stopped before work with a message naming the file or key and the problem,
 or handled correctly; nothing half-written is left.
 
-The catalogue (``CASES``) builds the run as ``train.py`` does (:func:`unet.pipeline.build`, which reads and
+The catalogue (``CASES``) builds the run as ``train.py`` does (:func:`unet.cli.train.build`, which reads and
 prepares every image before training) on small folders made here, each with one defect.
 """
 
@@ -21,8 +21,8 @@ from hydra import compose, initialize_config_dir
 
 from unet import io
 from unet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from unet.cli.train import build, train
 from unet.data.synthetic import synthetic_cells
-from unet.pipeline import build, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["model.net.base_features=4", "model.net.depth=2", "logger=csv", "data.tiles_per_epoch=2"]
@@ -211,7 +211,7 @@ def test_an_image_without_objects_gets_no_perfect_score() -> None:
 
 
 def test_element_size_rescaling_is_in_the_run_summary(tmp_path) -> None:
-    from unet.pipeline import summary
+    from unet.cli.train import summary
 
     root = _folder(tmp_path / "data", es=(0.5, 0.5))
     cfg = _cfg(tmp_path / "run", ["data=folder", f"data.root={root}", *SMALL, "model.element_size=[1.0,1.0]"])

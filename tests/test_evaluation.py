@@ -11,8 +11,10 @@ import pytest
 import roifile
 
 from unet import evaluation as ev
+from unet import evaluation_files as ef
 from unet import io
 from unet.io import DataFileError
+from unet.report import format_table
 
 
 def _squares(shape: tuple[int, int] = (40, 48)) -> np.ndarray:
@@ -55,7 +57,7 @@ def test_identical_segmentation_writes_reports(tmp_path: Path) -> None:
         assert doc["mean"][key] == pytest.approx(np.mean([im[key] for im in doc["images"]]))
     assert (out / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob(".*"))  # no temporary files left
-    table_text = ev.format_table(res)
+    table_text = format_table(res)
     assert "img2" in table_text and table_text.splitlines()[-1].startswith("mean")
 
 
@@ -83,14 +85,14 @@ def test_binary_mask_ground_truth_becomes_components(tmp_path: Path) -> None:
     mask[10:14, 10:14] = 255
     mask[17:19, 2:5] = 255
     io.write_tiff(tmp_path / "m.tif", mask)
-    lab = ev.load_ground_truth(tmp_path / "m.tif", "segmentation")
+    lab = ef.load_ground_truth(tmp_path / "m.tif", "segmentation")
     assert lab.max() == 3 and lab[1, 1] == lab[4, 4]
     np.save(tmp_path / "b.npy", mask > 0)  # bool 0/1 mask
-    assert ev.load_prediction(tmp_path / "b.npy", "segmentation").max() == 3
+    assert ef.load_prediction(tmp_path / "b.npy", "segmentation").max() == 3
     # instance labels are kept as they are
     inst = _squares()
     np.save(tmp_path / "i.npy", inst)
-    np.testing.assert_array_equal(ev.load_prediction(tmp_path / "i.npy", "segmentation"), inst)
+    np.testing.assert_array_equal(ef.load_prediction(tmp_path / "i.npy", "segmentation"), inst)
 
 
 def test_roi_zip_ground_truth_and_prediction(tmp_path: Path) -> None:
@@ -132,8 +134,8 @@ def test_detection_d_match(tmp_path: Path) -> None:
     assert (out / "metrics.png").stat().st_size > 0
     # physical units: with 0.5 um pixels the 6.5 px offset is 3.25 um < 6 um
     row = ev.evaluate_pair(
-        ev.load_ground_truth(gt / "a.csv", "detection"),
-        ev.load_prediction(pred / "a_points.csv", "detection"),
+        ef.load_ground_truth(gt / "a.csv", "detection"),
+        ef.load_prediction(pred / "a_points.csv", "detection"),
         "detection",
         d_match=6.0,
         element_size=(0.5, 0.5),
@@ -152,7 +154,7 @@ def test_detection_roi_points_vs_dot_image(tmp_path: Path) -> None:
     dots[25, 12] = 2
     dots[26, 13] = 2  # diagonal neighbour of equal value: the same dot, centroid (25.5, 12.5)
     io.write_tiff(pred / "a.tif", dots)
-    points = ev.load_prediction(pred / "a.tif", "detection")
+    points = ef.load_prediction(pred / "a.tif", "detection")
     assert points.shape == (3, 2)
     res = ev.evaluate_dirs(pred, gt, "detection", output_dir=None, d_match=1.0)
     assert (res.rows[0]["tp"], res.rows[0]["fp"], res.rows[0]["fn"]) == (3, 0, 0)
@@ -168,11 +170,11 @@ def test_missing_partner_names_file(tmp_path: Path) -> None:
         ev.evaluate_dirs(pred, gt, "segmentation", output_dir=out)
     io.write_tiff(pred / "c_labels.tif", lab)
     with pytest.raises(DataFileError, match=r"b\.tif"):
-        ev.match_files(pred, gt, "segmentation")
+        ef.match_files(pred, gt, "segmentation")
     (gt / "b.tif").unlink()
     with pytest.raises(DataFileError, match=r"c_labels\.tif.*without ground truth"):
-        ev.match_files(pred, gt, "segmentation")
-    pairs = ev.match_files(pred, gt, "segmentation", allow_missing=True)
+        ef.match_files(pred, gt, "segmentation")
+    pairs = ef.match_files(pred, gt, "segmentation", allow_missing=True)
     assert [(k, p.name, g.name) for k, p, g in pairs] == [("a", "a_labels.tif", "a.tif")]
     assert not out.exists()
 
@@ -197,15 +199,15 @@ def test_task_specific_file_choice_and_ambiguity(tmp_path: Path) -> None:
     io.write_tiff(pred / "x_probabilities.tif", np.zeros(lab.shape, np.float32))
     io.write_tiff(gt / "x.tif", lab)
     _write_points(gt / "x.csv", [(5, 5)])
-    chosen = {t: ev.match_files(pred, gt, t)[0] for t in ev.TASKS}
+    chosen = {t: ef.match_files(pred, gt, t)[0] for t in ef.TASKS}
     assert chosen["segmentation"][1:] == (pred / "x_labels.tif", gt / "x.tif")
     assert chosen["detection"][1:] == (pred / "x_points.csv", gt / "x.csv")
     assert chosen["em"][1:] == (pred / "x_probabilities.tif", gt / "x.tif")
     np.save(gt / "x.npy", lab)  # same key and preference as x.tif
     with pytest.raises(DataFileError, match="cannot pair unambiguously"):
-        ev.match_files(pred, gt, "segmentation")
+        ef.match_files(pred, gt, "segmentation")
     with pytest.raises(ValueError, match="task must be one of"):
-        ev.match_files(pred, gt, "tracking")
+        ef.match_files(pred, gt, "tracking")
 
 
 def test_em_task(tmp_path: Path) -> None:
@@ -229,4 +231,4 @@ def test_em_task(tmp_path: Path) -> None:
     doc = json.loads((out / "metrics.json").read_text())
     assert len(doc["images"][0]["curves"]["thresholds"]) == 10 and doc["pooled"] == {}
     assert (out / "metrics.png").exists()
-    assert "best_adapted_rand_error" in ev.format_table(res)
+    assert "best_adapted_rand_error" in format_table(res)

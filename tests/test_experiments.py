@@ -18,9 +18,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from PIL import Image
 
+from unet.cli.train import train
 from unet.data import datasets as D
 from unet.data.datasets import DatasetSource, parse_region, regions_overlap
-from unet.pipeline import train
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import subprocess
@@ -20,14 +21,9 @@ from unet.data.preprocess import normalize
 from unet.evaluation import evaluate_dirs
 from unet.inference import ModelCard, load_model, predict_image
 from unet.models.unet import UNet
-from unet.predict import (
-    NormalizedView,
-    channel_min_max,
-    config_to_kwargs,
-    format_summary,
-    list_inputs,
-    predict_files,
-)
+from unet.predict import list_inputs, predict_files
+from unet.predict_jobs import NormalizedView, channel_min_max
+from unet.report import format_summary
 from unet.tasks import DetectionTask, SegmentationTask
 from unet.tiling import predict_tiled
 
@@ -418,17 +414,27 @@ def test_predict_then_evaluate(tmp_path: Path) -> None:
     assert all(r["f1"] == 1.0 and r["n_pred"] > 0 for r in result.rows)
 
 
-def test_config_adapter_and_summary_table() -> None:
-    cfg = {"ckpt_path": "m.ckpt", "input": "in", "output_dir": "out", "tile_shape": [92, 92], "tta": "d4"}
-    assert config_to_kwargs(cfg) == {
-        "ckpt_path": "m.ckpt",
-        "inputs": "in",
-        "output_dir": "out",
-        "tile_shape": [92, 92],
-        "tta": "d4",
-    }
-    with pytest.raises(ValueError, match="unknown predict option"):
-        config_to_kwargs({**cfg, "tile": 3})
+def test_command_configs_are_the_library_arguments_and_summary_table() -> None:
+    """predict.py's and evaluate.py's keys are the arguments of predict_files / evaluate_dirs, defaults
+    included; a key that is none is refused."""
+    from hydra import compose, initialize
+    from hydra.errors import ConfigCompositionException
+    from omegaconf import OmegaConf
+
+    import unet.cli.evaluate
+    import unet.cli.predict  # noqa: F401 (the imports store the configs)
+
+    params = inspect.signature(predict_files).parameters
+    with initialize(version_base="1.3", config_path=None):
+        cfg = compose("predict", overrides=["ckpt_path=m.ckpt", "input=in", "tta=d4"])
+        assert list(cfg) == [*(k for k in params if k not in ("shard", "barrier")), "devices", "num_nodes"]
+        assert cfg.tta == "d4" and cfg.out_of_core_mib == params["out_of_core_mib"].default
+        with pytest.raises(ConfigCompositionException, match="tile"):
+            compose("predict", overrides=["tile=3"])
+        cfg = compose("evaluate", overrides=["predictions=p", "ground_truth=g"])
+        assert list(cfg) == list(inspect.signature(evaluate_dirs).parameters)
+        assert cfg.d_match == DetectionTask().d_match
+        assert OmegaConf.to_container(cfg, resolve=True)["output_dir"] == "p/evaluation"
     text = format_summary(
         [
             {"image": "a", "count": 3, "count_class1": 3, "mean_area_px": 12.5, "probabilities": "a.tif"},
@@ -438,6 +444,18 @@ def test_config_adapter_and_summary_table() -> None:
     lines = text.splitlines()
     assert lines[0].split() == ["image", "count", "mean_area_px"]
     assert lines[2].split() == ["a", "3", "12.5"] and lines[3].split() == ["big", "-", "-"]
+
+
+def test_evaluate_stores_no_train_option_and_loads_no_torch() -> None:
+    """Where train's options are stored, ``task`` is a config group and evaluate.py's ``task=detection``
+    would select it; evaluate's command stores its own config only (and starts without torch)."""
+    code = (
+        "import sys, unet.cli.evaluate; from hydra.core.config_store import ConfigStore; "
+        "print(sorted(ConfigStore.instance().repo), 'torch' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split()[-1] == "False" and "'task'" not in r.stdout, r.stdout
 
 
 def _cli(script: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from unet.pipeline import build, train
+from unet.cli.train import build, train
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")

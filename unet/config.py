@@ -17,11 +17,15 @@ option (group/name)                        generated from
 ``model/base``                             :class:`unet.lit_module.LitUNet` with ``net``:
                                            :class:`unet.models.unet.UNet` (``conf/model/unet2d.yaml``
                                            adds the recipe: features, optimizer, scheduler)
+``predict``, ``evaluate`` (primary)        :func:`unet.predict.predict_files`, ``evaluation.evaluate_dirs``
+                                           (:func:`unet.cli.store_command`, which adds the command line's
+                                           keys and help)
 =========================================  =============================================================
 
 Which options are selected by default is the recipe's choice: ``conf/train.yaml``'s defaults list.
-:func:`register` must run before Hydra composes (``unet.pipeline`` calls it on import, so ``train.py``
-and tests that import the pipeline need nothing else).
+:func:`register` must run before Hydra composes (``unet.cli.train`` calls it on import, so ``train.py``
+and tests that import it need nothing else). It stores train's options only: in a process that has them,
+``task`` is a config group, so ``evaluate.py`` (``task=detection``, a value) never imports them.
 """
 
 from __future__ import annotations
@@ -40,17 +44,25 @@ def target(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def arguments_of(fn: Callable[..., Any], exclude: Collection[str] = ()) -> dict[str, Any]:
+    """``{name: default}`` for every parameter of ``fn`` but those in ``exclude``; ``???`` (required) for a
+    parameter without a default."""
+    return {
+        name: "???" if p.default is inspect.Parameter.empty else plain(p.default)
+        for name, p in inspect.signature(fn).parameters.items()
+        if name not in exclude
+    }
+
+
 def defaults_of(cls: Callable[..., Any], exclude: Collection[str] = ()) -> dict[str, Any]:
     """``{"_target_": ..., name: default}`` for every parameter of ``cls`` that has a default.
 
     Parameters without a default (the objects the pipeline builds: ``net``, ``task``, ``source``...) and
     those in ``exclude`` are left out.
     """
-    node: dict[str, Any] = {"_target_": target(cls)}
-    for name, p in inspect.signature(cls).parameters.items():
-        if name not in exclude and p.default is not inspect.Parameter.empty:
-            node[name] = plain(p.default)
-    return node
+    params = inspect.signature(cls).parameters.items()
+    required = [name for name, p in params if p.default is inspect.Parameter.empty]
+    return {"_target_": target(cls), **arguments_of(cls, exclude={*exclude, *required})}
 
 
 def values_of(obj: Any) -> dict[str, Any]:

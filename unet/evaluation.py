@@ -1,4 +1,4 @@
-"""Evaluation of predictions against ground truth: file loading, pairing, per-image metrics, reports.
+"""Evaluation of predictions against ground truth: per-image metrics, and whole directories scored.
 
 The library behind ``python evaluate.py predictions=<dir> ground_truth=<dir> task=...``. Three tasks:
 
@@ -14,28 +14,7 @@ The library behind ``python evaluate.py predictions=<dir> ground_truth=<dir> tas
     :func:`unet.metrics.em_scores` (pixel, Rand, adapted Rand and V^Info errors at threshold 0.5 and the
     best over the thresholds).
 
-File formats accepted (both for predictions and ground truth; see :func:`load_prediction`):
-
-* segmentation: instance label image (TIFF, PNG, BMP, ``.npy``; a binary 0/255 or 0/1 mask is split
-  into connected components with full connectivity -- 8-neighbourhood in 2D, 26 in 3D, as M6.1), or an
-  ImageJ ROI set (``.zip`` / ``.roi``).
-* detection: point CSV (:func:`unet.io.read_points_csv`), ImageJ ROI set with multi-point ROIs (area
-  ROIs only: their centroids), or a dot / label image (each connected region of equal non-zero value is one
-  point at its centroid: single-pixel dots, small drawn disks, class-coded dot images and instance label
-  images all work). Point classes are ignored (class-agnostic evaluation).
-* em: probability image (float in ``[0, 1]``; integer images are scaled, see :func:`load_prediction`) for
-  the prediction, binary image (non-zero = cell interior) for the ground truth.
-
-Pairing (:func:`match_files`): files are matched by *key*, the file name without its extension
-(``.ome.tif`` counts as one extension) and without one trailing role suffix ``_labels``, ``_points``,
-``_probabilities`` or ``_rois`` (case-insensitive). So ``img1.tif``, ``img1_labels.tif`` and
-``img1_points.csv`` all have the key ``img1``; a directory written by ``predict.py`` (``<stem>_labels.tif``,
-``<stem>_points.csv``, ``<stem>_probabilities.tif`` per image) pairs with a ground-truth directory of plain
-``<stem>.<ext>`` files. If several files in one directory have the same key, the one preferred for the
-task is used (segmentation: ``_labels`` image, plain image, ``_rois``/plain ROI set; detection: ``_points``
-CSV, plain CSV, ROI set, image; em: ``_probabilities`` image, plain image, ``_labels`` image); two files of
-equal preference (e.g. ``a.tif`` and ``a.png``) are an error. A stem that itself ends in a role suffix loses
-it too (``cell_labels.tif`` has key ``cell``), so name such ground truth consistently.
+Prediction and ground-truth files, their formats and how they pair: :mod:`unet.evaluation_files`.
 
 Outputs of :func:`evaluate_dirs` (all written atomically into ``output_dir``):
 
@@ -50,432 +29,43 @@ Outputs of :func:`evaluate_dirs` (all written atomically into ``output_dir``):
   object counts with the identity line; detection: the count scatter; em: mean errors against threshold.
 
 Example:
-    >>> from unet.evaluation import evaluate_dirs, format_table  # doctest: +SKIP
+    >>> from unet.evaluation import evaluate_dirs  # doctest: +SKIP
+    >>> from unet.report import format_table  # doctest: +SKIP
     >>> result = evaluate_dirs("pred/", "gt/", "segmentation", output_dir="eval/")  # doctest: +SKIP
     >>> print(format_table(result))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from skimage.measure import label as label_regions
 
-from unet import io, metrics
-from unet.io import DataFileError
+from unet import metrics
+from unet.evaluation_files import PathLike, check_task, load_pair, match_files
 from unet.postprocess import mask_to_instances
+from unet.report import column_means, headline, pooled, write_reports
+from unet.tasks import DetectionTask
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "ROLE_SUFFIXES",
-    "TASKS",
-    "EvaluationResult",
-    "evaluate_dirs",
-    "evaluate_pair",
-    "format_table",
-    "load_ground_truth",
-    "load_prediction",
-    "match_files",
-]
+__all__ = ["D_MATCH", "EvaluationResult", "evaluate_dirs", "evaluate_pair"]
 
-PathLike = str | os.PathLike
-Task = Literal["segmentation", "detection", "em"]
 Value = float | int | str
 
-#: The evaluation tasks.
-TASKS: tuple[str, ...] = ("segmentation", "detection", "em")
-#: Role suffixes stripped from file stems when pairing (``predict.py`` writes ``<stem><suffix>.<ext>``).
-ROLE_SUFFIXES: tuple[str, ...] = ("_labels", "_points", "_probabilities", "_rois")
-
-_IMAGE = "image"
-_CSV = "csv"
-_ROI = "roi"
-_KINDS: dict[str, tuple[str, ...]] = {
-    _IMAGE: io.IMAGE_SUFFIXES,
-    _CSV: (".csv",),
-    _ROI: (".zip", ".roi"),
-}
-_ALL_SUFFIXES: tuple[str, ...] = (".ome.tif", ".ome.tiff", *(s for v in _KINDS.values() for s in v))
-# per task: accepted role suffixes (most preferred first) and accepted file kinds (most preferred first)
-_PREFERENCE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "segmentation": (("_labels", "", "_rois"), (_IMAGE, _ROI)),
-    "detection": (("_points", "", "_rois", "_labels"), (_CSV, _ROI, _IMAGE)),
-    "em": (("_probabilities", "", "_labels"), (_IMAGE,)),
-}
-_COUNT_KEYS = ("n_gt", "n_pred", "tp", "fp", "fn", "count_error")
-
-
-# ----------------------------------------------------------------------------------------------------
-# helpers
-# ----------------------------------------------------------------------------------------------------
-
-
-def _check_task(task: str) -> str:
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
-    return task
-
-
-def _kind(path: Path) -> str | None:
-    low = path.name.lower()
-    for kind, suffixes in _KINDS.items():
-        if low.endswith(suffixes):
-            return kind
-    return None
-
-
-def _split_name(path: Path) -> tuple[str, str]:
-    """``(key, role)`` of a file: name without extension and without one trailing role suffix."""
-    name, low = path.name, path.name.lower()
-    stem = path.stem
-    for suf in sorted(_ALL_SUFFIXES, key=len, reverse=True):
-        if low.endswith(suf):
-            stem = name[: len(name) - len(suf)]
-            break
-    for role in ROLE_SUFFIXES:
-        if stem.lower().endswith(role) and len(stem) > len(role):
-            return stem[: -len(role)], role
-    return stem, ""
-
-
-def _ratio(num: float, den: float, other_errors: float) -> float:
-    """``num / den``; ``0 / 0`` is 1.0 if nothing else went wrong, else 0.0 (as in :mod:`unet.metrics`)."""
-    if den > 0:
-        return float(num) / float(den)
-    return 1.0 if other_errors == 0 else 0.0
+#: Detection matching tolerance in pixels (Falk 2019 M6.2): the default of :class:`unet.tasks.DetectionTask`,
+#: so evaluate.py scores as validation does
+D_MATCH: float = next(f.default for f in fields(DetectionTask) if f.name == "d_match")
 
 
 def _threshold_key(prefix: str, t: float) -> str:
     text = f"{t:.2f}" if abs(round(t, 2) - t) < 1e-12 else f"{t:g}"
     return f"{prefix}@{text}"
-
-
-def json_safe(obj: Any) -> Any:
-    """Recursively convert numpy values and paths to JSON types; non-finite floats become ``None``."""
-    if isinstance(obj, Mapping):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | np.ndarray):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, bool | np.bool_):
-        return bool(obj)
-    if isinstance(obj, int | np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(float(obj)) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-# ----------------------------------------------------------------------------------------------------
-# loading
-# ----------------------------------------------------------------------------------------------------
-
-
-def _roi_shape(paths: Sequence[Path], ndim: int | None) -> tuple[int, ...]:
-    """An image shape enclosing the ROIs of all ``paths`` (3D if ``ndim == 3`` or a ROI is on slice > 1)."""
-    ext = np.max([io.roi_extent(p) for p in paths], axis=0)
-    if ndim is None:
-        ndim = 3 if ext[0] > 1 else 2
-    return (max(int(ext[0]), 1), int(ext[1]), int(ext[2])) if ndim == 3 else (int(ext[1]), int(ext[2]))
-
-
-def _is_binary(labels: np.ndarray) -> bool:
-    """True if the non-zero values of ``labels`` are all equal (a 0/1 or 0/255 mask)."""
-    if labels.size == 0:
-        return True
-    top = labels.max()
-    return top == 0 or not np.any((labels != 0) & (labels != top))
-
-
-def _centroids(labels: np.ndarray) -> np.ndarray:
-    """Centroid of every connected region of equal non-zero value (full connectivity), ``(N, ndim)``."""
-    regions = label_regions(labels, background=0, connectivity=labels.ndim)
-    flat = regions.ravel()
-    idx = np.flatnonzero(flat)
-    n = int(regions.max()) if regions.size else 0
-    if n == 0:
-        return np.zeros((0, labels.ndim), dtype=np.float64)
-    ids = flat[idx]
-    counts = np.bincount(ids, minlength=n + 1)[1:].astype(np.float64)
-    coords = np.unravel_index(idx, labels.shape)
-    return np.stack(
-        [np.bincount(ids, weights=c.astype(np.float64), minlength=n + 1)[1:] / counts for c in coords], axis=1
-    )
-
-
-def _check_shape(path: Path, shape: tuple[int, ...] | None, got: tuple[int, ...]) -> None:
-    if shape is not None and tuple(shape) != tuple(got):
-        raise DataFileError(path, f"has spatial shape {tuple(got)}, expected {tuple(shape)}")
-
-
-def _scale_probabilities(prob: np.ndarray, path: Path) -> np.ndarray:
-    if prob.dtype.kind == "b":
-        return prob.astype(np.float64)
-    if prob.dtype.kind in "iu":
-        top = int(prob.max()) if prob.size else 0
-        if prob.size and int(prob.min()) < 0:
-            raise DataFileError(path, "probability image has negative values")
-        scale = 1.0 if top <= 1 else 255.0 if top <= 255 else 65535.0 if top <= 65535 else None
-        if scale is None:
-            raise DataFileError(path, f"integer probability image with values up to {top}; expected <= 65535")
-        return prob.astype(np.float64) / scale
-    if prob.dtype.kind != "f":
-        raise DataFileError(path, f"unsupported probability dtype {prob.dtype}")
-    out = prob.astype(np.float64)
-    if not np.all(np.isfinite(out)) or (out.size and (out.min() < -1e-6 or out.max() > 1 + 1e-6)):
-        raise DataFileError(path, "probabilities must be finite and in [0, 1]")
-    return np.clip(out, 0.0, 1.0)
-
-
-def _load(
-    path: PathLike,
-    task: str,
-    shape: Sequence[int] | None,
-    *,
-    prediction: bool,
-    channel: int | None,
-    ndim: int | None = None,
-) -> tuple[np.ndarray, tuple[int, ...] | None]:
-    """Load one file; returns the data and its raster's spatial shape (``None`` for a CSV without shape).
-
-    ``ndim`` is a hint for the spatial dimensionality (used for probability images and CSVs without shape).
-    """
-    p = Path(path)
-    _check_task(task)
-    shp = None if shape is None else tuple(int(s) for s in shape)
-    if shp is not None:
-        ndim = len(shp)
-    kind = _kind(p)
-    allowed = _PREFERENCE[task][1]
-    if kind not in allowed:
-        raise DataFileError(
-            p, f"unsupported file type for task {task!r} (accepted: {', '.join(allowed)} files)"
-        )
-    if task == "em":
-        if not prediction:
-            lab = io.read_labels(p)
-            _check_shape(p, shp, lab.shape)
-            return (lab != 0).astype(np.uint8), tuple(lab.shape)
-        arr = io.read_image(p, spatial_dims=ndim).array
-        c = arr.shape[0]
-        if channel is None:
-            if c > 2:
-                raise DataFileError(p, f"probability image has {c} channels; choose one with channel=")
-            channel = c - 1  # one channel: the map itself; two: the foreground class of the soft-max
-        if not -c <= channel < c:
-            raise DataFileError(p, f"channel {channel} out of range for {c} channel(s)")
-        _check_shape(p, shp, arr.shape[1:])
-        return _scale_probabilities(arr[channel], p), tuple(arr.shape[1:])
-    if kind == _IMAGE:
-        lab = io.read_labels(p)
-        _check_shape(p, shp, lab.shape)
-        if task == "detection":
-            return _centroids(lab), tuple(lab.shape)
-        return (mask_to_instances(lab) if _is_binary(lab) else lab), tuple(lab.shape)
-    if kind == _CSV:  # detection only
-        points, _ = io.read_points_csv(p, ndim or io.csv_spatial_dims(p) or 2, shape=shp)
-        return points, shp
-    # ImageJ ROIs
-    if shp is None:
-        shp = _roi_shape([p], ndim)
-    ann = io.read_rois(p, shp)
-    if ann.ignore.any():
-        logger.warning("%s: 'ignore' ROIs are not used by the evaluation (evaluated like background)", p)
-    if task == "segmentation":
-        if not ann.labels.any() and len(ann.points):
-            logger.warning("%s: contains only point ROIs, no objects for segmentation", p)
-        return ann.labels, shp
-    if len(ann.points) == 0 and ann.labels.any():
-        return _centroids(ann.labels), shp
-    return ann.points, shp
-
-
-def load_prediction(
-    path: PathLike, task: str, shape: Sequence[int] | None = None, *, channel: int | None = None
-) -> np.ndarray:
-    """Load one prediction file for ``task``.
-
-    * segmentation: instance labels ``(Y, X)`` / ``(Z, Y, X)`` from a label image (binary masks -- all
-      non-zero values equal -- become connected components with full connectivity; note that this also
-      applies to a label image with a single object) or from an ImageJ ROI set.
-    * detection: float points ``(N, ndim)`` in array order and pixel units, from a point CSV, the multi-point
-      ROIs of a ROI set (or the centroids of its area ROIs if it has no point ROIs), or a dot / label image
-      (one point per connected region of equal non-zero value, at its centroid).
-    * em: float64 probability map in ``[0, 1]``: channel ``channel`` of the image; by default the only
-      channel, or channel 1 (the foreground class) of a two-channel soft-max output. Integer images are
-      scaled: values ``<= 1`` as they are, else divided by 255 (max ``<= 255``) or 65535.
-
-    Args:
-        path: The file.
-        task: ``"segmentation"``, ``"detection"`` or ``"em"``.
-        shape: Spatial image shape ``(Y, X)`` / ``(Z, Y, X)``: checked against images, bounds for CSV points,
-            required raster for ROI sets. Without it a ROI set is rasterised on the smallest image holding
-            all its ROIs (3D if a ROI lies on slice > 1), and a CSV's dimensionality comes from its header.
-        channel: em only: channel of a multi-channel probability image.
-
-    Returns:
-        Labels, points or probabilities as described above.
-
-    Raises:
-        FileNotFoundError: The file does not exist.
-        DataFileError: Unsupported or invalid file, or a shape different from ``shape`` (message names it).
-        ValueError: Unknown task.
-    """
-    return _load(path, task, shape, prediction=True, channel=channel)[0]
-
-
-def load_ground_truth(path: PathLike, task: str, shape: Sequence[int] | None = None) -> np.ndarray:
-    """Load one ground-truth file for ``task``.
-
-    Same formats and results as :func:`load_prediction` for segmentation and detection; for em the ground
-    truth is a binary image (non-zero = cell interior, 0 = membrane), returned as uint8 0/1. ROIs named
-    ``ignore...`` are not used (a warning is logged).
-
-    Args:
-        path: The file.
-        task: ``"segmentation"``, ``"detection"`` or ``"em"``.
-        shape: Spatial image shape, see :func:`load_prediction`.
-
-    Returns:
-        Labels, points or a binary mask.
-
-    Raises:
-        FileNotFoundError: The file does not exist.
-        DataFileError: Unsupported or invalid file, or a shape different from ``shape``.
-        ValueError: Unknown task.
-    """
-    return _load(path, task, shape, prediction=False, channel=None)[0]
-
-
-# ----------------------------------------------------------------------------------------------------
-# pairing
-# ----------------------------------------------------------------------------------------------------
-
-
-#: files predict.py writes beside the predictions that are not predictions themselves
-_NOT_PREDICTIONS = ("summary.csv",)
-_NOT_PREDICTION_SUFFIXES = ("_objects.csv",)
-
-
-def _files_by_key(directory: Path, task: str) -> dict[str, Path]:
-    roles, kinds = _PREFERENCE[task]
-    best: dict[str, tuple[tuple[int, int], Path]] = {}
-    for f in sorted(directory.iterdir()):
-        if f.name.startswith(".") or not f.is_file():
-            continue
-        if f.name in _NOT_PREDICTIONS or f.name.endswith(_NOT_PREDICTION_SUFFIXES):
-            continue
-        kind = _kind(f)
-        key, role = _split_name(f)
-        if kind not in kinds or role not in roles or not key:
-            continue
-        rank = (roles.index(role), kinds.index(kind))
-        if key in best:
-            old_rank, old = best[key]
-            if rank == old_rank:
-                raise DataFileError(f, f"has the same key {key!r} as {old}; cannot pair unambiguously")
-            if rank > old_rank:
-                logger.debug("%s: using %s for key %r", f, old.name, key)
-                continue
-            logger.debug("%s: using %s for key %r", old, f.name, key)
-        best[key] = (rank, f)
-    return {k: v[1] for k, v in best.items()}
-
-
-def match_files(
-    predictions: PathLike, ground_truth: PathLike, task: str, *, allow_missing: bool = False
-) -> list[tuple[str, Path, Path]]:
-    """Pair prediction and ground-truth files by key (see the module docstring for keys and preferences).
-
-    Args:
-        predictions: Directory of predictions.
-        ground_truth: Directory of ground truth.
-        task: ``"segmentation"``, ``"detection"`` or ``"em"``.
-        allow_missing: Skip (with a warning) files without partner instead of raising.
-
-    Returns:
-        ``(key, prediction_path, ground_truth_path)`` sorted by key.
-
-    Raises:
-        FileNotFoundError: A directory does not exist.
-        DataFileError: No usable file, ambiguous files, or a file without partner (the message names it).
-    """
-    _check_task(task)
-    pdir, gdir = Path(predictions), Path(ground_truth)
-    for d in (pdir, gdir):
-        if not d.is_dir():
-            raise FileNotFoundError(f"{d}: directory not found")
-    roles, kinds = _PREFERENCE[task]
-    wanted = f"{', '.join(repr(r) if r else 'no' for r in roles)} role suffix; {', '.join(kinds)} files"
-    preds, gts = _files_by_key(pdir, task), _files_by_key(gdir, task)
-    for d, found, what in ((pdir, preds, "predictions"), (gdir, gts, "ground truth")):
-        if not found:
-            raise DataFileError(d, f"no {what} usable for task {task!r} ({wanted})")
-    pairs: list[tuple[str, Path, Path]] = []
-    for key in sorted(set(preds) | set(gts)):
-        pred, gt = preds.get(key), gts.get(key)
-        if pred is not None and gt is not None:
-            pairs.append((key, pred, gt))
-            continue
-        if gt is not None:
-            msg = f"ground truth without prediction: no file with key {key!r} in {pdir} ({wanted})"
-            culprit = gt
-        else:
-            assert pred is not None
-            msg = f"prediction without ground truth: no file with key {key!r} in {gdir} ({wanted})"
-            culprit = pred
-        if not allow_missing:
-            raise DataFileError(culprit, msg)
-        logger.warning("%s: %s; skipped", culprit, msg)
-    if not pairs:
-        raise DataFileError(pdir, f"no prediction matches a ground-truth file in {gdir}")
-    return pairs
-
-
-def _load_pair(
-    pred_path: Path, gt_path: Path, task: str, channel: int | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Load a pair on a common raster: images first, then CSV/ROI files with the image's shape.
-
-    Without any image, ROI sets are rasterised on the smallest shape holding the ROIs of both files, and
-    the dimensionality comes from a CSV header (``z`` column) or the ROIs' slice positions.
-    """
-    dims = [io.csv_spatial_dims(p) for p in (pred_path, gt_path) if _kind(p) == _CSV]
-    ndim = 3 if 3 in dims else None
-    gt = pred = None
-    gt_shape = pred_shape = None
-    if _kind(gt_path) == _IMAGE:
-        gt, gt_shape = _load(gt_path, task, None, prediction=False, channel=None)
-        ndim = len(gt_shape) if gt_shape is not None else ndim
-    if _kind(pred_path) == _IMAGE:
-        pred, pred_shape = _load(pred_path, task, None, prediction=True, channel=channel, ndim=ndim)
-    if gt_shape is not None and pred_shape is not None and gt_shape != pred_shape:
-        raise DataFileError(
-            pred_path,
-            f"prediction of spatial shape {pred_shape} does not match the ground truth {gt_path} "
-            f"of spatial shape {gt_shape}",
-        )
-    shape = gt_shape or pred_shape
-    if shape is None:
-        rois = [p for p in (pred_path, gt_path) if _kind(p) == _ROI]
-        if rois:
-            shape = _roi_shape(rois, ndim)
-    if gt is None:
-        gt = _load(gt_path, task, shape, prediction=False, channel=None, ndim=ndim)[0]
-    if pred is None:
-        pred = _load(pred_path, task, shape, prediction=True, channel=channel, ndim=ndim)[0]
-    return pred, gt
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -500,7 +90,7 @@ def _evaluate_pair(
     membrane: bool,
 ) -> tuple[dict[str, Value], dict[str, list[float]]]:
     """Flat metrics and per-threshold curves of one image."""
-    _check_task(task)
+    check_task(task)
     row: dict[str, Value] = {}
     curves: dict[str, list[float]] = {}
     if task == "segmentation":
@@ -573,7 +163,7 @@ def evaluate_pair(
     pred: npt.ArrayLike,
     task: str,
     *,
-    d_match: float = 6.0,
+    d_match: float = D_MATCH,
     iou_thresholds: Sequence[float] = metrics.DEFAULT_IOU_THRESHOLDS,
     element_size: float | Sequence[float] | None = None,
     em_thresholds: Sequence[float] = metrics.EM_THRESHOLDS,
@@ -659,37 +249,13 @@ class EvaluationResult:
         return [k for k in self.rows[0] if k != "image"] if self.rows else []
 
 
-def _mean_row(rows: Sequence[Mapping[str, Value]]) -> dict[str, Value]:
-    out: dict[str, Value] = {"image": "mean"}
-    for key in rows[0]:
-        if key == "image":
-            continue
-        vals = np.array([float(r[key]) for r in rows], dtype=np.float64)
-        finite = vals[np.isfinite(vals)]
-        out[key] = float(finite.mean()) if finite.size else float("nan")
-    return out
-
-
-def _pooled(task: str, rows: Sequence[Mapping[str, Value]]) -> dict[str, Value]:
-    if task == "em":
-        return {}
-    s = {k: int(sum(int(r[k]) for r in rows)) for k in ("n_gt", "n_pred", "tp", "fp", "fn")}
-    tp, fp, fn = s["tp"], s["fp"], s["fn"]
-    return {
-        **s,
-        "precision": _ratio(tp, tp + fp, fn),
-        "recall": _ratio(tp, tp + fn, fp),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn, fp + fn),
-    }
-
-
 def evaluate_dirs(
     predictions: PathLike,
     ground_truth: PathLike,
     task: str,
     *,
     output_dir: PathLike | None,
-    d_match: float = 6.0,
+    d_match: float = D_MATCH,
     iou_thresholds: Sequence[float] = metrics.DEFAULT_IOU_THRESHOLDS,
     element_size: float | Sequence[float] | None = None,
     em_thresholds: Sequence[float] = metrics.EM_THRESHOLDS,
@@ -700,11 +266,10 @@ def evaluate_dirs(
 ) -> EvaluationResult:
     """Evaluate a directory of predictions against a directory of ground truth.
 
-    All pairs are matched (:func:`match_files`) and loaded (:func:`load_prediction`,
-    :func:`load_ground_truth`; CSV/ROI files take the shape of their partner image) and their shapes
-    checked before any metric is computed, so a missing partner or a shape mismatch fails fast with a
-    :class:`~unet.io.DataFileError` naming the file. All pairs are held in memory. Then
-    :func:`evaluate_pair` runs per image, and ``metrics.csv``, ``metrics.json`` and (if ``plot``)
+    All pairs are matched and loaded (:mod:`unet.evaluation_files`; CSV/ROI files take the shape of their
+    partner image) and their shapes checked before any metric is computed, so a missing partner or a shape
+    mismatch fails fast with a :class:`~unet.io.DataFileError` naming the file. All pairs are held in
+    memory. Then :func:`evaluate_pair` runs per image, and ``metrics.csv``, ``metrics.json`` and (if ``plot``)
     ``metrics.png`` are written atomically into ``output_dir`` (see the module docstring for the formats).
 
     Args:
@@ -717,7 +282,8 @@ def evaluate_dirs(
         element_size: Detection: pixel size per axis (or one scalar) to measure ``d_match`` physically.
         em_thresholds: em: thresholds for the ``best_*`` scores.
         membrane: em: predictions are membrane probabilities instead of cell-interior probabilities.
-        channel: em: channel of multi-channel probability images (default: see :func:`load_prediction`).
+        channel: em: channel of multi-channel probability images (default: see
+            :func:`unet.evaluation_files.load_prediction`).
         allow_missing: Skip files without partner (warning) instead of raising.
         plot: Write ``metrics.png``.
 
@@ -729,7 +295,7 @@ def evaluate_dirs(
         DataFileError: Missing partner, ambiguous or invalid file, shape mismatch (names the file).
         ValueError: Unknown task or invalid thresholds.
     """
-    _check_task(task)
+    check_task(task)
     ths = [float(t) for t in iou_thresholds]
     if not ths or any(not 0 < t <= 1 for t in ths):
         raise ValueError(f"iou_thresholds must be non-empty and in (0, 1], got {list(iou_thresholds)}")
@@ -737,7 +303,7 @@ def evaluate_dirs(
         raise ValueError(f"d_match must be >= 0, got {d_match}")
     files = match_files(predictions, ground_truth, task, allow_missing=allow_missing)
     logger.info("evaluating %d image(s) for task %s", len(files), task)
-    loaded = [_load_pair(pred, gt, task, channel) for _, pred, gt in files]
+    loaded = [load_pair(pred, gt, task, channel) for _, pred, gt in files]
 
     rows: list[dict[str, Value]] = []
     curves: dict[str, dict[str, list[float]]] = {}
@@ -777,148 +343,13 @@ def evaluate_dirs(
     result = EvaluationResult(
         task=task,
         rows=rows,
-        mean=_mean_row(rows),
-        pooled=_pooled(task, rows),
+        mean={"image": "mean", **column_means(rows, [k for k in rows[0] if k != "image"])},
+        pooled={} if task == "em" else pooled(rows),
         settings=settings,
         files=files,
         curves=curves,
     )
     if output_dir is not None:
-        _write_outputs(result, Path(output_dir), plot=plot)
-    logger.info("mean over %d image(s): %s", len(rows), _summary(result))
+        write_reports(result, Path(output_dir), plot=plot)
+    logger.info("mean over %d image(s): %s", len(rows), headline(result))
     return result
-
-
-def _summary(result: EvaluationResult) -> str:
-    keys = {
-        "segmentation": ("mean_iou", "f1", "ap", "count_error"),
-        "detection": ("precision", "recall", "f1", "count_error"),
-        "em": ("pixel_error", "rand_error", "best_adapted_rand_error", "best_v_info_error"),
-    }[result.task]
-    return ", ".join(f"{k}={float(result.mean[k]):.4f}" for k in keys)
-
-
-def _write_outputs(result: EvaluationResult, out: Path, *, plot: bool) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    csv_path, json_path, png_path = out / "metrics.csv", out / "metrics.json", out / "metrics.png"
-    io.write_csv(csv_path, [*result.rows, result.mean], fieldnames=["image", *result.metric_names])
-    images = []
-    for row, (_, pred, gt) in zip(result.rows, result.files, strict=True):
-        entry: dict[str, Any] = {"image": row["image"], "prediction": str(pred), "ground_truth": str(gt)}
-        entry.update({k: v for k, v in row.items() if k != "image"})
-        if str(row["image"]) in result.curves:
-            entry["curves"] = result.curves[str(row["image"])]
-        images.append(entry)
-    doc = {
-        "task": result.task,
-        "settings": result.settings,
-        "metrics": result.metric_names,
-        "images": images,
-        "mean": {k: v for k, v in result.mean.items() if k != "image"},
-        "pooled": result.pooled,
-    }
-    io.write_text(json_path, json.dumps(json_safe(doc), indent=2, allow_nan=False) + "\n")
-    result.outputs.update(csv=csv_path, json=json_path)
-    if plot:
-        _plot(result, png_path)
-        result.outputs["png"] = png_path
-    logger.info("wrote %s", ", ".join(str(p) for p in result.outputs.values()))
-
-
-def _plot(result: EvaluationResult, path: Path) -> None:
-    """Write the summary figure with matplotlib's Agg canvas (no pyplot, no global backend change)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    rows = result.rows
-    panels = {"segmentation": 2, "detection": 1, "em": 1}[result.task]
-    fig = Figure(figsize=(4.5 * panels, 4.0), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, panels, squeeze=False)[0]
-    if result.task == "segmentation":
-        ax = axes[0]
-        keys = [k for k in result.metric_names if k.startswith("f1@")]
-        ths = [float(k[3:]) for k in keys]
-        for row in rows:
-            ax.plot(ths, [float(row[k]) for k in keys], color="0.6", lw=0.8, alpha=0.6)
-        ax.plot(ths, [float(result.mean[k]) for k in keys], color="C0", lw=2, marker="o", label="mean")
-        ax.plot([], [], color="0.6", lw=0.8, label="per image")
-        ax.set(xlabel="IoU threshold", ylabel="F1", ylim=(-0.02, 1.02), title="F1 against IoU threshold")
-        ax.legend(loc="lower left")
-    if result.task in ("segmentation", "detection"):
-        ax = axes[-1]
-        n_gt = np.array([float(r["n_gt"]) for r in rows])
-        n_pred = np.array([float(r["n_pred"]) for r in rows])
-        top = max(float(n_gt.max(initial=0)), float(n_pred.max(initial=0)), 1.0) * 1.05
-        ax.plot([0, top], [0, top], color="0.5", ls="--", lw=1, label="identity")
-        ax.scatter(n_gt, n_pred, s=18, color="C1", zorder=3, label="images")
-        ax.set(
-            xlabel="true count",
-            ylabel="predicted count",
-            xlim=(0, top),
-            ylim=(0, top),
-            title=f"counts (mean abs. error {float(result.mean['count_error']):.2f})",
-        )
-        ax.set_aspect("equal")
-        ax.legend(loc="upper left")
-    if result.task == "em":
-        ax = axes[0]
-        names = ("pixel_error", "rand_error", "adapted_rand_error", "v_info_error")
-        curves = list(result.curves.values())
-        ths = curves[0]["thresholds"]
-        for name in names:
-            ax.plot(ths, np.mean([c[name] for c in curves], axis=0), marker="o", ms=3, label=name)
-        ax.set(xlabel="threshold on interior probability", ylabel="error (mean over images)", title="EM")
-        ax.legend()
-    with io.atomic_write(path) as tmp:
-        fig.savefig(tmp, format="png")
-
-
-def format_table(result: EvaluationResult, columns: Sequence[str] | None = None) -> str:
-    """A fixed-width text table of the per-image rows and the mean row, for the console.
-
-    Args:
-        result: An :class:`EvaluationResult`.
-        columns: Metric columns to show; default: the main metrics of the task (all ``f1@<t>`` columns are
-            left out for segmentation).
-
-    Returns:
-        The table (no trailing newline).
-    """
-    if columns is None:
-        columns = {
-            "segmentation": ("n_gt", "n_pred", "mean_iou", "precision", "recall", "f1", "ap", "count_error"),
-            "detection": ("n_gt", "n_pred", "tp", "fp", "fn", "precision", "recall", "f1", "count_error"),
-            "em": (
-                "pixel_error",
-                "rand_error",
-                "adapted_rand_error",
-                "v_info_error",
-                "best_adapted_rand_error",
-                "best_v_info_error",
-            ),
-        }[result.task]
-    cols = [c for c in columns if c in result.mean]
-
-    def fmt(col: str, value: Value) -> str:
-        if isinstance(value, str):
-            return value
-        v = float(value)
-        if not math.isfinite(v):
-            return "nan"
-        if col in _COUNT_KEYS:
-            return str(int(v)) if v.is_integer() else f"{v:.2f}"
-        return f"{v:.4f}"
-
-    body = [[str(r["image"]), *(fmt(c, r[c]) for c in cols)] for r in result.rows]
-    mean = ["mean", *(fmt(c, result.mean[c]) for c in cols)]
-    header = ["image", *cols]
-    widths = [max(len(x[i]) for x in [header, mean, *body]) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    rule = "-" * len(line(header))
-    return "\n".join([line(header), rule, *(line(b) for b in body), rule, line(mean)])

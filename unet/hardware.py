@@ -52,7 +52,7 @@ def precision_reason(accelerator: str, precision: str) -> str:
 def register_resolvers() -> None:
     """Register Hydra's resolvers and generated config options: :func:`unet.config.register`.
 
-    ``unet.pipeline`` calls this on import; the registration itself lives in :mod:`unet.config`.
+    ``unet.cli.train`` calls this on import; the registration itself lives in :mod:`unet.config`.
     """
     from unet.config import register
 

@@ -34,7 +34,7 @@ class LitUNet(L.LightningModule):
             monitor).
         element_size: the model's element size (µm; images are rescaled to it, Falk M5), None = as they
             are. In train.py's config, ``model.element_size: null`` means the pretrained model's
-            (``init_from``), else the training data's (:func:`unet.pipeline.build`).
+            (``init_from``), else the training data's (:func:`unet.cli.train.build`).
         normalization: intensity normalisation stored with the model: "minmax" (per channel to [0, 1],
             Falk M4), "percentile" or "none" (:func:`unet.data.preprocess.normalize`).
         val_tile_shape: tile shape for whole-image validation (None: the largest that fits val_memory_mib).

@@ -1,10 +1,10 @@
 """Apply a trained model to image files: the library behind ``python predict.py`` (no Hydra here).
 
-``predict_files(ckpt_path, inputs, output_dir)`` rebuilds model, task, normalisation and element size from
-the checkpoint (:func:`unet.inference.load_model`), so no model option is repeated. ``inputs`` are files,
-directories (their images, not recursive) or glob patterns. All inputs are listed and opened (headers only
-where the format allows) and checked against the model (channels, dimensionality) before anything is
-predicted, so a missing or unreadable file fails at once with an error naming it.
+``predict_files(ckpt_path, input, output_dir)`` rebuilds model, task, normalisation and element size from
+the checkpoint (:func:`unet.inference.load_model`), so no model option is repeated. ``input`` is a file, a
+directory (its images, not recursive), a glob pattern or a list of these. All inputs are listed and opened
+(headers only where the format allows) and checked against the model (channels, dimensionality) before
+anything is predicted, so a missing or unreadable file fails at once with an error naming it.
 
 Outputs per image ``<stem>`` (every file is written atomically, so a file that exists is complete):
 
@@ -31,68 +31,52 @@ mean sizes, plus the ``probabilities`` file name), rewritten at the end of every
 the summary); ``overwrite=True`` recomputes it.
 
 Out-of-core prediction: an image whose float32 probabilities (``K * pixels * 4`` bytes) exceed
-``out_of_core_mib`` is never loaded. It is opened lazily (:func:`unet.io.open_image`: a memmap for an
-uncompressed contiguous TIFF or ``.npy``, a zarr view for a compressed TIFF or a ``.zarr`` directory), its
-per-channel minimum and maximum (Falk M4 normalisation) are computed in a streaming pass over blocks of at
-most ``out_of_core_mib / 8`` MiB, tiles are read, normalised and predicted one batch at a time
-(:func:`unet.tiling.predict_tiled`) and written into ``<stem>_probabilities.zarr`` (chunks = the tile
-stride, so each tile fills whole chunks; written under a hidden temporary name and renamed when complete).
-Peak memory is thus bounded by the tile batch, not by the image. Limits: the image must already be at the
-model's element size (rescaling needs the whole image; a clear error is raised while checking the inputs,
-before anything is predicted) and the normalisation must be ``minmax`` or ``none``. Instance labels
-(``<stem>_labels.zarr``, uint32, the same ids as in core), the objects table, ROIs and points are then made
-block by block with bounded memory (:mod:`unet.ooc`; connected components, the watershed needs the whole
-mask). ``out_of_core_mib=0`` sends every image down this path.
+``out_of_core_mib`` is never loaded; it is predicted tile by tile into ``<stem>_probabilities.zarr`` and its
+labels, objects, ROIs and points are made block by block with bounded memory (:mod:`unet.predict_jobs`,
+which also runs the in-memory images). ``out_of_core_mib=0`` sends every image down this path.
 
 Tile shape: ``tile_shape`` if given; else the largest valid tile within ``memory_budget_mib``
 (:func:`unet.memory.tile_shape_for_budget`, capped at the image plus its halo); else one tile covering
-the image for in-memory images and a budget of :data:`DEFAULT_OUT_OF_CORE_BUDGET_MIB` for out-of-core ones.
+the image for in-memory images and a budget of :data:`unet.predict_jobs.DEFAULT_OUT_OF_CORE_BUDGET_MIB`
+for out-of-core ones.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from glob import glob
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from unet import io, postprocess
-from unet.data.preprocess import scale_factors, scaled_shape
+from unet.data.preprocess import scale_factors
 from unet.hardware import check_device, default_tile_budget_mib
-from unet.inference import ModelCard, load_model, predict_image
+from unet.inference import ModelCard, load_model
 from unet.memory import tile_shape_for_budget
 from unet.models import shapes
 from unet.models.unet import UNet
-from unet.tiling import TTA_MODES, check_tta, plan_tiles, predict_tiled, validate_image
+from unet.predict_jobs import MIB, Job, predict_in_memory, predict_out_of_core
+from unet.tiling import TTA_MODES, check_tta, validate_image
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DEFAULT_OUT_OF_CORE_BUDGET_MIB",
     "INPUT_SUFFIXES",
     "OUTPUT_SUFFIXES",
     "SUMMARY_NAME",
-    "NormalizedView",
-    "channel_min_max",
-    "config_to_kwargs",
-    "format_summary",
+    "PredictionFailed",
     "list_inputs",
     "predict_files",
-    "run",
 ]
 
-_MIB = 2**20
 #: Output file suffixes by role (``<stem><suffix>``).
 OUTPUT_SUFFIXES: dict[str, str] = {
     "probabilities": "_probabilities.tif",
@@ -107,11 +91,8 @@ OUTPUT_SUFFIXES: dict[str, str] = {
 SUMMARY_NAME = "summary.csv"
 #: Inputs taken from directories and globs: image files and ``.zarr`` array directories.
 INPUT_SUFFIXES: tuple[str, ...] = (*io.IMAGE_SUFFIXES, io.ZARR_SUFFIX)
-#: Tile memory budget (MiB) of out-of-core images when neither ``tile_shape`` nor a budget is given.
-DEFAULT_OUT_OF_CORE_BUDGET_MIB = 1024.0
 #: Smallest block (bytes) of the streaming min/max pass.
 MIN_STREAM_BLOCK_BYTES = 256 * 1024
-_STEM_SUFFIXES = tuple(sorted({".ome.tif", ".ome.tiff", *INPUT_SUFFIXES}, key=len, reverse=True))
 
 
 class PredictionFailed(ValueError):
@@ -129,7 +110,7 @@ class PredictionFailed(ValueError):
 
 
 # ----------------------------------------------------------------------------------------------------
-# inputs
+# inputs and planning
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -138,14 +119,6 @@ def _is_input(path: Path) -> bool:
     if low.endswith(io.ZARR_SUFFIX):
         return path.is_dir()
     return path.is_file() and low.endswith(io.IMAGE_SUFFIXES)
-
-
-def _stem(path: Path) -> str:
-    name, low = path.name, path.name.lower()
-    for suf in _STEM_SUFFIXES:
-        if low.endswith(suf) and len(name) > len(suf):
-            return name[: -len(suf)]
-    return path.stem
 
 
 def _is_own_output(path: Path, output_dir: Path | None) -> bool:
@@ -205,7 +178,7 @@ def list_inputs(
         unique.setdefault(p.resolve(), p)
     by_stem: dict[str, Path] = {}
     for p in unique.values():
-        stem = _stem(p)
+        stem = io.file_stem(p, INPUT_SUFFIXES)
         if stem in by_stem:
             raise io.DataFileError(
                 p, f"has the same name {stem!r} as {by_stem[stem]}; their outputs would overwrite each other"
@@ -228,27 +201,6 @@ def _element_size(value: float | Sequence[float] | None, ndim: int) -> tuple[flo
     return es
 
 
-@dataclass
-class _Job:
-    """One input image and its planned outputs."""
-
-    path: Path
-    name: str
-    channels: int
-    shape: tuple[int, ...]
-    element_size: tuple[float, ...] | None
-    out_of_core: bool
-    outputs: dict[str, Path]
-
-    @property
-    def done(self) -> bool:
-        return all(p.exists() for p in self.outputs.values())
-
-    @property
-    def probabilities(self) -> Path:
-        return self.outputs["probabilities_zarr" if self.out_of_core else "probabilities"]
-
-
 def _plan_job(
     path: Path,
     net: Any,
@@ -257,7 +209,7 @@ def _plan_job(
     output_dir: Path,
     element_size: float | Sequence[float] | None,
     out_of_core_bytes: float,
-) -> _Job:
+) -> Job:
     data = io.open_image(path, spatial_dims=net.spatial_dims)
     validate_image(data.array, net.in_channels, net.spatial_dims, name=str(path))
     shape = tuple(int(s) for s in data.array.shape[1:])
@@ -277,8 +229,8 @@ def _plan_job(
     out_of_core = prob_bytes > out_of_core_bytes
     if out_of_core:
         what = (
-            f"{path}: out-of-core prediction (its {prob_bytes / _MIB:.1f} MiB of float32 probabilities "
-            f"exceed out_of_core_mib={out_of_core_bytes / _MIB:g})"
+            f"{path}: out-of-core prediction (its {prob_bytes / MIB:.1f} MiB of float32 probabilities "
+            f"exceed out_of_core_mib={out_of_core_bytes / MIB:g})"
         )
         if scale_factors(es, card.element_size) is not None:
             raise ValueError(
@@ -290,105 +242,16 @@ def _plan_job(
             raise ValueError(
                 f"{what} supports minmax or no normalisation, the model uses {card.normalization!r}"
             )
-    name = _stem(path)
+    name = io.file_stem(path, INPUT_SUFFIXES)
     roles = ["probabilities_zarr", "labels_zarr"] if out_of_core else ["probabilities", "labels"]
     roles += ["rois", "objects"] + (["points"] if task.name == "detection" else [])
     outputs = {r: output_dir / f"{name}{OUTPUT_SUFFIXES[r]}" for r in roles}
-    return _Job(path, name, int(data.array.shape[0]), shape, es, out_of_core, outputs)
-
-
-# ----------------------------------------------------------------------------------------------------
-# streaming normalisation (out-of-core)
-# ----------------------------------------------------------------------------------------------------
-
-
-def _blocks(
-    shape: Sequence[int], channels: int, itemsize: int, block_bytes: float
-) -> Iterator[tuple[slice, ...]]:
-    """Spatial windows tiling ``shape``, each of at most ``block_bytes`` (at least one pixel row)."""
-    shape = tuple(int(s) for s in shape)
-    per_pixel = channels * itemsize
-    block = list(shape)
-    for axis in range(len(shape)):
-        inner = math.prod(shape[axis + 1 :]) * per_pixel
-        n = int(block_bytes // inner)
-        if n >= 1 or axis == len(shape) - 1:
-            block[axis] = max(1, min(n, shape[axis]))
-            break
-        block[axis] = 1
-    ranges = [range(0, s, b) for s, b in zip(shape, block)]
-    for starts in itertools.product(*ranges):
-        yield tuple(slice(a, min(a + b, s)) for a, b, s in zip(starts, block, shape))
-
-
-def channel_min_max(
-    image: Any, block_bytes: float = 64 * _MIB, name: str = "image"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel minimum and maximum of a ``(C, *S)`` array-like, read block by block.
-
-    Equals ``image.min(axis=spatial)``/``max`` but holds at most one block of ``block_bytes`` in memory.
-
-    Raises:
-        ValueError: The image contains NaN or infinite values.
-    """
-    c = int(image.shape[0])
-    lo = np.full(c, np.inf)
-    hi = np.full(c, -np.inf)
-    itemsize = np.dtype(image.dtype).itemsize
-    for window in _blocks(image.shape[1:], c, itemsize, block_bytes):
-        block = np.asarray(image[(slice(None), *window)])
-        axes = tuple(range(1, block.ndim))
-        lo = np.minimum(lo, block.min(axis=axes).astype(np.float64))
-        hi = np.maximum(hi, block.max(axis=axes).astype(np.float64))
-        if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
-            raise ValueError(f"{name}: contains NaN or infinite values")
-    return lo, hi
-
-
-class NormalizedView:
-    """Lazily normalised float32 ``(C, *S)`` view of an array-like: each read window is normalised.
-
-    ``minmax``: ``(x - lo) / (hi - lo)`` per channel with the float32 arithmetic of
-    :func:`unet.data.preprocess.normalize` (a constant channel maps to 0), so tiles read from this view equal
-    tiles of the normalised whole image. ``none``: the values as float32.
-    """
-
-    def __init__(self, image: Any, lo: np.ndarray, hi: np.ndarray, mode: str = "minmax") -> None:
-        if mode not in ("minmax", "none"):
-            raise ValueError(f"NormalizedView supports minmax or none, got {mode!r}")
-        self.image = image
-        self.mode = mode
-        self.shape = tuple(int(s) for s in image.shape)
-        self.ndim = len(self.shape)
-        self.dtype = np.dtype(np.float32)
-        self.lo = np.asarray(lo, dtype=np.float32)
-        hi32 = np.asarray(hi, dtype=np.float32)
-        self.scale = np.where(hi32 > self.lo, hi32 - self.lo, 1.0).astype(np.float32)
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        block = np.array(self.image[key], dtype=np.float32)  # a copy: normalised in place below
-        if self.mode == "none":
-            return block
-        ch = key[0] if isinstance(key, tuple) else key
-        bshape = (-1,) + (1,) * (block.ndim - 1)
-        block -= self.lo[ch].reshape(bshape)
-        block /= self.scale[ch].reshape(bshape)
-        return block
+    return Job(path, name, int(data.array.shape[0]), shape, es, out_of_core, outputs)
 
 
 # ----------------------------------------------------------------------------------------------------
 # prediction
 # ----------------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _tile_progress(total: int, desc: str, enabled: bool) -> Iterator[Callable[[int], None]]:
-    with tqdm(total=total, desc=desc, unit="tile", leave=False, disable=not enabled) as bar:
-
-        def update(done: int) -> None:
-            bar.update(done - bar.n)
-
-        yield update
 
 
 class _TileChooser:
@@ -412,7 +275,7 @@ class _TileChooser:
         if key not in self._cache:
             self._cache[key] = tile_shape_for_budget(
                 getattr(self.net, "geometry", self.net),
-                int(budget * _MIB),
+                int(budget * MIB),
                 batch_size=self.batch_size,
                 max_shape=shapes.input_shape_for_output(self.net.levels, shape),
                 element_size=self.card.element_size,
@@ -422,118 +285,9 @@ class _TileChooser:
         return self._cache[key]
 
 
-def _object_columns(rows: list[dict[str, Any]], ndim: int, channels: int, es: Any) -> list[str]:
-    """Column names of :func:`postprocess.measure_objects` rows (also when there are no objects)."""
-    if rows:
-        return list(rows[0])
-    probe = postprocess.measure_objects(
-        np.ones((1,) * ndim, np.int32), image=np.zeros((channels,) + (1,) * ndim, np.float32), element_size=es
-    )
-    return list(probe[0])
-
-
-def _read_whole(job: _Job, spatial_dims: int) -> np.ndarray:
-    if job.path.is_dir():  # .zarr
-        image = np.asarray(io.open_image(job.path, spatial_dims=spatial_dims).array)
-    else:
-        image = io.read_image(job.path, spatial_dims=spatial_dims).array
-    if tuple(image.shape) != (job.channels, *job.shape):
-        raise io.DataFileError(job.path, f"read as {image.shape}, opened as {(job.channels, *job.shape)}")
-    return image
-
-
-def _predict_in_memory(job: _Job, net, task, card, choose_tile, *, batch_size, tta, device, progress) -> list:
-    image = _read_whole(job, net.spatial_dims)
-    es = job.element_size
-    model_shape = scaled_shape(job.shape, scale_factors(es, card.element_size))
-    tile = choose_tile(model_shape)
-    n_tiles = len(plan_tiles(net.levels, model_shape, tile))
-    with _tile_progress(n_tiles, job.name, progress) as update:
-        probs = predict_image(
-            net,
-            image,
-            element_size=es,
-            card=card,
-            tile_shape=tile,
-            batch_size=batch_size,
-            tta=tta,
-            device=device,
-            progress=update,
-            name=str(job.path),
-        )
-    probs = probs.astype(np.float32, copy=False)
-    nd = len(job.shape)
-    labels, class_of = task.instance_labels(probs, element_size=es)  # the card's instance method
-    rows = postprocess.measure_objects(labels, image=image, element_size=es, class_of=class_of)
-    out = job.outputs
-    io.write_tiff(out["probabilities"], probs, element_size=es, axes="CYX" if nd == 2 else "CZYX")
-    stored = labels.astype(np.uint16) if labels.max(initial=0) < 2**16 else labels
-    io.write_tiff(out["labels"], stored, element_size=es, axes="YX" if nd == 2 else "ZYX")
-    if task.name == "detection":
-        points, classes = postprocess.detection_points(probs, min_size=task.min_size)
-        io.write_points_csv(out["points"], points.reshape(-1, nd), classes, element_size=es, napari=True)
-        io.write_point_rois(points.reshape(-1, nd), out["rois"], classes)
-    else:
-        io.write_rois(labels, out["rois"])
-    io.write_csv(out["objects"], rows, fieldnames=_object_columns(rows, nd, image.shape[0], es))
-    log.info("%s: %d object(s) -> %s", job.path, len(rows), out["labels"].parent)
-    return rows
-
-
-def _predict_out_of_core(
-    job: _Job, net, task, card, choose_tile, *, batch_size, tta, device, progress, block_bytes: float
-) -> list[dict[str, Any]]:
-    view = io.open_image(job.path, spatial_dims=net.spatial_dims).array
-    lo, hi = channel_min_max(view, block_bytes, name=str(job.path))
-    x = NormalizedView(view, lo, hi, card.normalization)
-    tile = choose_tile(job.shape, DEFAULT_OUT_OF_CORE_BUDGET_MIB)
-    plan = plan_tiles(net.levels, job.shape, tile)
-    k = net.num_classes
-    chunks = (k, *(min(st, s) for st, s in zip(plan.stride, job.shape)))
-    nd = len(job.shape)
-    attrs = {
-        "axes": "CYX" if nd == 2 else "CZYX",
-        "element_size": None if job.element_size is None else list(job.element_size),
-        "source": job.path.name,
-        "content": "class probabilities (soft-max), class 0 = background",
-    }
-    with (
-        io.atomic_zarr(job.probabilities, (k, *job.shape), chunks=chunks, dtype=np.float32, attrs=attrs) as z,
-        _tile_progress(len(plan), job.name, progress) as update,
-    ):
-        predict_tiled(
-            net,
-            x,
-            tile_shape=plan.input_tile,
-            batch_size=batch_size,
-            device=device,
-            tta=tta,
-            out=z,
-            progress=update,
-            name=str(job.path),
-        )
-    # instances, measurements, points and ROIs block by block (unet.ooc: equal to the in-core results)
-    from unet import ooc
-
-    out, es = job.outputs, job.element_size
-    if getattr(task, "method", "components") == "watershed":
-        log.warning("%s: the watershed is not available out of core; connected components are used", job.path)
-    _, class_of = ooc.label_out_of_core(job.probabilities, out["labels_zarr"], min_size=task.min_size)
-    rows = ooc.measure_out_of_core(out["labels_zarr"], view, element_size=es, class_of=class_of)
-    if task.name == "detection":
-        points, classes = ooc.detection_points_out_of_core(out["labels_zarr"], job.probabilities, class_of)
-        io.write_points_csv(out["points"], points.reshape(-1, nd), classes, element_size=es, napari=True)
-        io.write_point_rois(points.reshape(-1, nd), out["rois"], classes)
-    else:
-        ooc.write_rois_out_of_core(out["labels_zarr"], out["rois"], rows=rows)
-    io.write_csv(out["objects"], rows, fieldnames=_object_columns(rows, nd, int(view.shape[0]), es))
-    log.info("%s: %d object(s), out of core -> %s", job.path, len(rows), out["labels_zarr"].parent)
-    return rows
-
-
 def predict_files(
     ckpt_path: str | os.PathLike,
-    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    input: str | os.PathLike | Sequence[str | os.PathLike],
     output_dir: str | os.PathLike,
     *,
     tile_shape: Sequence[int] | None = None,
@@ -556,7 +310,7 @@ def predict_files(
     Args:
         ckpt_path: Checkpoint written by training (holds the model card), or a model exported by
             ``python -m unet.export`` (``.pt`` TorchScript or ``.onnx``; the card travels inside).
-        inputs: Image file, directory, glob pattern, or a list of these (``.zarr`` directories are images).
+        input: Image file, directory, glob pattern, or a list of these (``.zarr`` directories are images).
         output_dir: Output directory (created).
         tile_shape: Network input tile (a valid shape); default: from ``memory_budget_mib``.
         memory_budget_mib: Memory for one forward pass of ``batch_size`` tiles; the largest valid tile that
@@ -588,6 +342,9 @@ def predict_files(
         PredictionFailed: After predicting every good image, when some could not be read or predicted (wrong
             channels or dimensionality, unreadable, disk full...); lists each with its reason.
     """
+    for name, value in (("ckpt_path", ckpt_path), ("input", input), ("output_dir", output_dir)):
+        if value is None or value == "":
+            raise ValueError(f"{name} is required")
     ckpt = Path(ckpt_path)
     if not ckpt.is_file():
         raise FileNotFoundError(f"{ckpt}: checkpoint not found")
@@ -600,7 +357,7 @@ def predict_files(
     if not out_of_core_mib >= 0:
         raise ValueError(f"out_of_core_mib must be >= 0, got {out_of_core_mib}")
     out_dir = Path(output_dir)
-    paths = list_inputs(inputs, out_dir)
+    paths = list_inputs(input, out_dir)
     dev = check_device(device)
     net, task, card = load_any_model(ckpt)
     net.to(dev)
@@ -611,11 +368,11 @@ def predict_files(
         log.info(
             "tile memory budget %.0f MiB (from this machine; memory_budget_mib= overrides)", memory_budget_mib
         )
-    ooc_bytes = float(out_of_core_mib) * _MIB
+    ooc_bytes = float(out_of_core_mib) * MIB
     rank, world = (int(shard[0]), int(shard[1]))
     if world > 1 and barrier is None:
         raise ValueError("predicting with several processes needs a barrier to merge the summary")
-    order = {_stem(p): i for i, p in enumerate(paths)}
+    order = {io.file_stem(p, INPUT_SUFFIXES): i for i, p in enumerate(paths)}
     paths = paths[rank::world]
     failures: list[tuple[Path, str]] = []
     jobs = []
@@ -646,7 +403,7 @@ def predict_files(
         out_dir,
     )
     choose_tile = _TileChooser(net, card, tile_shape, memory_budget_mib, int(batch_size), dev)
-    block_bytes = min(max(ooc_bytes / 8, MIN_STREAM_BLOCK_BYTES), 256 * _MIB)
+    block_bytes = min(max(ooc_bytes / 8, MIN_STREAM_BLOCK_BYTES), 256 * MIB)
     rows_per_image: dict[str, list[dict[str, Any]]] = {}
     jobs_failed: set[str] = set()
     redirect = logging_redirect_tqdm() if progress else contextlib.nullcontext()
@@ -659,11 +416,11 @@ def predict_files(
             opts = {"batch_size": int(batch_size), "tta": tta, "device": dev, "progress": progress}
             try:
                 if job.out_of_core:
-                    rows_per_image[job.name] = _predict_out_of_core(
+                    rows_per_image[job.name] = predict_out_of_core(
                         job, net, task, card, choose_tile, block_bytes=block_bytes, **opts
                     )
                 else:
-                    rows_per_image[job.name] = _predict_in_memory(job, net, task, card, choose_tile, **opts)
+                    rows_per_image[job.name] = predict_in_memory(job, net, task, card, choose_tile, **opts)
             except (ValueError, OSError, RuntimeError) as e:
                 if fail_fast:
                     raise
@@ -725,7 +482,7 @@ def _merge_shards(
         merged_failures += [(Path(p), why) for p, why in data["failures"]]
         path.unlink()
     merged_rows.sort(key=lambda row: order.get(str(row["image"]), 0))
-    merged_failures.sort(key=lambda f: order.get(_stem(f[0]), 0))
+    merged_failures.sort(key=lambda f: order.get(io.file_stem(f[0], INPUT_SUFFIXES), 0))
     return merged_rows, merged_failures
 
 
@@ -755,93 +512,3 @@ def _reason(e: BaseException, path: Path) -> str:
         if text.startswith(prefix):
             return text[len(prefix) :]
     return text
-
-
-# ----------------------------------------------------------------------------------------------------
-# console and configuration
-# ----------------------------------------------------------------------------------------------------
-
-
-def format_summary(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Fixed-width text table of summary rows (without the ``probabilities`` column); no trailing newline."""
-    if not rows:
-        return "(no images)"
-    cols: list[str] = []
-    for row in rows:
-        cols += [k for k in row if k not in cols and k != "probabilities"]
-    class_cols = [c for c in cols if c.startswith("count_class")]
-    if len(class_cols) <= 1:
-        cols = [c for c in cols if c not in class_cols]
-
-    def fmt(value: Any) -> str:
-        if value is None or value == "":
-            return "-"
-        if isinstance(value, float):
-            return "nan" if not math.isfinite(value) else f"{value:.4g}"
-        return str(value)
-
-    table = [cols, *([fmt(row.get(c)) for c in cols] for row in rows)]
-    widths = [max(len(line[i]) for line in table) for i in range(len(cols))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    head = line(table[0])
-    return "\n".join([head, "-" * len(head), *(line(r) for r in table[1:])])
-
-
-#: ``conf/predict.yaml`` key -> :func:`predict_files` argument.
-_CONFIG_KEYS = {
-    "ckpt_path": "ckpt_path",
-    "input": "inputs",
-    "output_dir": "output_dir",
-    "tile_shape": "tile_shape",
-    "memory_budget_mib": "memory_budget_mib",
-    "batch_size": "batch_size",
-    "tta": "tta",
-    "device": "device",
-    "element_size": "element_size",
-    "overwrite": "overwrite",
-    "out_of_core_mib": "out_of_core_mib",
-    "progress": "progress",
-    "fail_fast": "fail_fast",
-}
-#: ``conf/predict.yaml`` keys for the processes (``predict.py`` launches them with Lightning Fabric)
-_LAUNCH_KEYS = ("devices", "num_nodes")
-
-
-def config_to_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """``conf/predict.yaml`` values (plain mapping, resolved) -> :func:`predict_files` keyword arguments."""
-    unknown = sorted(set(cfg) - set(_CONFIG_KEYS) - set(_LAUNCH_KEYS) - {"hydra"})
-    if unknown:
-        raise ValueError(f"unknown predict option(s) {unknown}; known: {sorted(_CONFIG_KEYS)}")
-    for key in ("ckpt_path", "input", "output_dir"):
-        if cfg.get(key) in (None, ""):
-            raise ValueError(f"{key} is required")
-    return {_CONFIG_KEYS[k]: v for k, v in cfg.items() if k in _CONFIG_KEYS}
-
-
-def run(cfg: Mapping[str, Any]) -> tuple[list[dict[str, Any]], Path]:
-    """``predict.py``: predict with the options of ``conf/predict.yaml``; -> (summary rows, output dir).
-
-    ``devices``/``num_nodes`` above 1 (or a launch by torchrun/SLURM with several tasks) shard the inputs over
-    processes with Lightning Fabric (DDP strategy; gloo on CPUs, NCCL on GPUs): each process predicts its
-    share on its own device, every output is written once and atomically, and rank 0 merges the summary.
-    """
-    kwargs = config_to_kwargs(cfg)
-    devices, num_nodes = int(cfg.get("devices", 1) or 1), int(cfg.get("num_nodes", 1) or 1)
-    if devices * num_nodes > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from lightning.fabric import Fabric
-
-        cuda = str(kwargs.get("device", "cpu")).startswith("cuda")
-        fabric = Fabric(
-            accelerator="cuda" if cuda else "cpu", devices=devices, num_nodes=num_nodes, strategy="ddp"
-        )
-        fabric.launch()
-        kwargs.update(
-            device=fabric.device,
-            shard=(fabric.global_rank, fabric.world_size),
-            barrier=fabric.barrier,
-            progress=bool(kwargs.get("progress", True)) and fabric.global_rank == 0,
-        )
-    return predict_files(**kwargs), Path(kwargs["output_dir"])

@@ -87,10 +87,11 @@ def _files_by_stem(directory: Path, suffixes: Sequence[str]) -> dict[str, Path]:
 
 def file_stem(path: Path, suffixes: Iterable[str]) -> str:
     """File name without its (longest matching, case-insensitive) known suffix; ``.ome.tif`` and
-    ``.ome.tiff`` always count as one suffix (``a.ome.tif`` -> ``a``)."""
+    ``.ome.tiff`` always count as one suffix (``a.ome.tif`` -> ``a``). A name that is only a suffix keeps
+    it (``.tif`` -> ``.tif``, as :attr:`pathlib.Path.stem`)."""
     name = path.name
     low = name.lower()
     for suf in sorted({*suffixes, *_MULTI_SUFFIXES}, key=len, reverse=True):
-        if low.endswith(suf.lower()):
+        if low.endswith(suf.lower()) and len(name) > len(suf):
             return name[: len(name) - len(suf)]
     return path.stem

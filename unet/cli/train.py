@@ -1,4 +1,8 @@
-"""train(cfg): Hydra config -> objects -> checks -> Lightning fit. The scripts only wrap this."""
+"""``train.py``: :func:`train` (and :func:`build`): a composed config -> objects -> checks -> Lightning fit.
+
+Importing this module registers the resolvers and the options :mod:`unet.config` generates from the classes
+(``task/*``, ``data/augment/*``, ``data/base``, ``model/base``); ``conf/train.yaml`` holds the recipe.
+"""
 
 from __future__ import annotations
 

@@ -101,8 +101,8 @@ def _checkpoint(work: Path) -> Path:
 
     import torch
 
-    from unet.inference import ModelCard
     from unet.models.unet import UNet
+    from unet.predict.image import ModelCard
     from unet.tasks import SegmentationTask
 
     net = UNet(in_channels=1, spatial_dims=3, depth=1, base_features=2).eval()

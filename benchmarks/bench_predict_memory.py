@@ -37,7 +37,7 @@ CHILD = r"""
 import json, resource, sys, time
 import numpy as np, torch
 from unet import io
-from unet.inference import ModelCard
+from unet.predict.image import ModelCard
 from unet.models.unet import UNet
 from unet.predict import predict_files
 from unet.tasks import SegmentationTask

@@ -5,9 +5,9 @@ For every experiment (``conf/experiment/<name>.yaml``, one per folder of ``../sh
 1. compose the config (``experiment=<name>`` plus the budget: CPU minutes of the training process,
    ``benchmarks/cpu_budget.py``, so that runs sharing the machine get the same compute) and train
    (:func:`unet.cli.train.train`; the best checkpoint is chosen on the ``val`` split);
-2. load the best checkpoint (:func:`unet.inference.load_model`) and predict the ``test`` split, which no
+2. load the best checkpoint (:func:`unet.predict.image.load_model`) and predict the ``test`` split, which no
    training run ever reads (:meth:`unet.data.datasets.DatasetSource.test_items`), through
-   :func:`unet.inference.predict_image` at the item's element size, objects from the task;
+   :func:`unet.predict.image.predict_image` at the item's element size, objects from the task;
 3. score with :func:`unet.evaluation.evaluate_pair`: segmentation: mean object IoU (Falk 2019 M6.1) and F1
    at IoU 0.5; detection: F1 within ``d_match`` (M6.2) and the absolute count error; ISBI 2012 also the EM
    scores of the cell-interior probability (:func:`unet.metrics.em_scores`: pixel error, Rand error);
@@ -208,7 +208,7 @@ def evaluate_test(ckpt: Path, source: Any, *, em: bool = False, tta: str = "none
     rotated/flipped versions for ISBI 2012). On a machine with CUDA the prediction runs there."""
     import torch
 
-    from unet.inference import load_model, predict_image
+    from unet.predict.image import load_model, predict_image
 
     net, task, card = load_model(str(ckpt))
     device = "cuda" if torch.cuda.is_available() else None

@@ -438,8 +438,9 @@ def test_predict_removes_temporaries_of_a_killed_run(trained, tmp_path) -> None:
 
 def test_predict_tile_comes_from_a_machine_budget(trained, tmp_path, monkeypatch) -> None:
     """With no tile or budget given, a large image is cut into tiles from the machine's budget."""
-    from unet import hardware, predict
+    from unet import hardware
     from unet.memory import estimate_memory
+    from unet.predict import files as predict
 
     monkeypatch.setattr(hardware, "available_memory_bytes", lambda device="cpu": 8 * 64 * 2**20)
     assert hardware.default_tile_budget_mib("cpu") == 64.0

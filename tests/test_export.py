@@ -30,9 +30,9 @@ from unet.export import (
     load_exported,
     reference_prediction,
 )
-from unet.inference import ModelCard, load_model
 from unet.models import shapes
 from unet.models.unet import UNet
+from unet.predict.image import ModelCard, load_model
 from unet.tasks import DetectionTask, SegmentationTask
 from unet.tiling import predict_tiled
 

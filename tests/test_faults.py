@@ -30,9 +30,9 @@ import torch
 
 from unet import io
 from unet.data.synthetic import place_cells
-from unet.inference import ModelCard
 from unet.models.unet import UNet
 from unet.predict import predict_files
+from unet.predict.image import ModelCard
 from unet.tasks import SegmentationTask
 
 ROOT = Path(__file__).resolve().parents[1]

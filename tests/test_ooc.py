@@ -255,9 +255,9 @@ def test_predict_out_of_core_gives_the_in_core_objects(tmp_path: Path, task: str
     in-memory run's."""
     import torch
 
-    from unet.inference import ModelCard
     from unet.models.unet import UNet
     from unet.predict import predict_files
+    from unet.predict.image import ModelCard
     from unet.tasks import DetectionTask, SegmentationTask
 
     torch.manual_seed(0)

@@ -19,10 +19,10 @@ import zarr
 from unet import io, postprocess
 from unet.data.preprocess import normalize
 from unet.evaluation import evaluate_dirs
-from unet.inference import ModelCard, load_model, predict_image
 from unet.models.unet import UNet
 from unet.predict import list_inputs, predict_files
-from unet.predict_jobs import NormalizedView, channel_min_max
+from unet.predict.image import ModelCard, load_model, predict_image
+from unet.predict.jobs import NormalizedView, channel_min_max
 from unet.report import format_summary
 from unet.tasks import DetectionTask, SegmentationTask
 from unet.tiling import predict_tiled

@@ -14,9 +14,9 @@ from unet.checkpoint import load_project_checkpoint, slim_checkpoint
 from unet.data.datamodule import UNetDataModule, to_model_grid
 from unet.data.datasets import ConcatSource
 from unet.data.items import Annotation, Item
-from unet.inference import ModelCard, load_model
 from unet.models import shapes
 from unet.models.unet import UNet
+from unet.predict.image import ModelCard, load_model
 from unet.tasks import SegmentationTask
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

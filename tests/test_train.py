@@ -355,7 +355,7 @@ def test_val_iou_is_predict_then_evaluate(tmp_path, tta) -> None:
     import numpy as np
 
     from unet.evaluation import evaluate_pair
-    from unet.inference import predict_image
+    from unet.predict.image import predict_image
 
     cfg = _cfg(
         tmp_path,

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from unet.checkpoint import load_project_checkpoint
-from unet.inference import ModelCard, predict_model_grid
 from unet.losses import weighted_cross_entropy
 from unet.memory import tile_shape_for_budget
 from unet.models.unet import UNet
+from unet.predict.image import ModelCard, predict_model_grid
 from unet.tiling import check_tta, memory_format, use_channels_last
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from unet.checkpoint import load_checkpoint, load_project_checkpoint
 from unet.data.preprocess import scale_factors
 from unet.hardware import precision_reason, register_resolvers
-from unet.inference import ModelCard
 from unet.models.unet import UNet
+from unet.predict.image import ModelCard
 
 log = logging.getLogger(__name__)
 register_resolvers()  # ${unet.precision:...} in conf/trainer

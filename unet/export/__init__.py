@@ -11,7 +11,7 @@
   period. ONNX: the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``, opset 17) with
   dynamic batch and spatial axes: it needs only the ``onnx`` package and works offline; the dynamo exporter
   needs ``onnxscript`` and would have to be told the valid-shape constraints of every axis.
-* The model card (:class:`unet.inference.ModelCard` as JSON) travels inside each file: TorchScript
+* The model card (:class:`unet.predict.image.ModelCard` as JSON) travels inside each file: TorchScript
   ``_extra_files["unet_card.json"]``, ONNX ``metadata_props["unet_card"]``. :func:`load_exported` reads it
   back and returns a module that :func:`unet.tiling.predict_tiled` and predict accept like a ``UNet``.
 * bioimage.io (``format=bioimageio``; ``output`` ending in ``.zip``: a zip package, otherwise a folder):

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from unet.data.preprocess import normalize
-from unet.inference import ModelCard, softmax
 from unet.models import shapes
 from unet.models.unet import UNet
+from unet.predict.image import ModelCard, softmax
 
 CITATIONS = (
     (
@@ -50,9 +50,9 @@ def synthetic_image(shape: Sequence[int], channels: int, seed: int = 0) -> np.nd
 def reference_prediction(net: UNet, image: np.ndarray, card: ModelCard) -> np.ndarray:
     """(1, K, *out) class probabilities for a raw (C, *valid) image by this project's prediction path.
 
-    The path of :func:`unet.inference.predict_image` without the overlap-tile mirroring (the bioimage.io
+    The path of :func:`unet.predict.image.predict_image` without the overlap-tile mirroring (the bioimage.io
     runtime applies the network to the valid input as a whole): :func:`unet.data.preprocess.normalize`
-    (the card's normalisation), the network's logits, :func:`unet.inference.softmax` over the classes.
+    (the card's normalisation), the network's logits, :func:`unet.predict.image.softmax` over the classes.
     """
     x = torch.from_numpy(normalize(image, card.normalization))[None]
     with torch.inference_mode():

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 
 from unet.export.common import ExportError, import_onnx
-from unet.inference import ModelCard
 from unet.models import shapes
 from unet.models.unet import UNet
+from unet.predict.image import ModelCard
 
 CARD_FILE = "unet_card.json"  # TorchScript extra file
 CARD_KEY = "unet_card"  # ONNX metadata_props key

@@ -15,9 +15,9 @@ from torch import nn
 
 from unet.export.common import ExportError, import_onnx
 from unet.export.graphs import CARD_FILE, CARD_KEY, quiet_export
-from unet.inference import ModelCard
 from unet.models import shapes
 from unet.models.unet import UNet
+from unet.predict.image import ModelCard
 from unet.tasks import task_from_config
 
 

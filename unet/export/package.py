@@ -31,9 +31,9 @@ from unet.export.content import (
 )
 from unet.export.files import move_into_place
 from unet.export.graphs import onnx_bytes, quiet_export, write_torchscript
-from unet.inference import ModelCard
 from unet.models import shapes
 from unet.models.unet import UNet
+from unet.predict.image import ModelCard
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Predicting one planned image of :func:`unet.predict.predict_files`: in memory or out of core.
 
 In memory (:func:`predict_in_memory`): the image is read whole, predicted
-(:func:`unet.inference.predict_image`, rescaled to the model's element size and back) and its labels, ROIs,
-points and measurements are written.
+(:func:`unet.predict.image.predict_image`, rescaled to the model's element size and back) and its labels,
+ROIs, points and measurements are written.
 
 Out-of-core prediction: an image whose float32 probabilities (``K * pixels * 4`` bytes) exceed
 ``out_of_core_mib`` is never loaded. It is opened lazily (:func:`unet.io.open_image`: a memmap for an
@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from unet import io, postprocess
 from unet.data.preprocess import scale_factors, scaled_shape
-from unet.inference import predict_image
+from unet.predict.image import predict_image
 from unet.tiling import plan_tiles, predict_tiled
 
 log = logging.getLogger(__name__)

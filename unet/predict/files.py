@@ -1,7 +1,7 @@
 """Apply a trained model to image files: the library behind ``python predict.py`` (no Hydra here).
 
 ``predict_files(ckpt_path, input, output_dir)`` rebuilds model, task, normalisation and element size from
-the checkpoint (:func:`unet.inference.load_model`), so no model option is repeated. ``input`` is a file, a
+the checkpoint (:func:`unet.predict.image.load_model`), so no model option is repeated. ``input`` is a file, a
 directory (its images, not recursive), a glob pattern or a list of these. All inputs are listed and opened
 (headers only where the format allows) and checked against the model (channels, dimensionality) before
 anything is predicted, so a missing or unreadable file fails at once with an error naming it.
@@ -32,12 +32,12 @@ the summary); ``overwrite=True`` recomputes it.
 
 Out-of-core prediction: an image whose float32 probabilities (``K * pixels * 4`` bytes) exceed
 ``out_of_core_mib`` is never loaded; it is predicted tile by tile into ``<stem>_probabilities.zarr`` and its
-labels, objects, ROIs and points are made block by block with bounded memory (:mod:`unet.predict_jobs`,
+labels, objects, ROIs and points are made block by block with bounded memory (:mod:`unet.predict.jobs`,
 which also runs the in-memory images). ``out_of_core_mib=0`` sends every image down this path.
 
 Tile shape: ``tile_shape`` if given; else the largest valid tile within ``memory_budget_mib``
 (:func:`unet.memory.tile_shape_for_budget`, capped at the image plus its halo); else one tile covering
-the image for in-memory images and a budget of :data:`unet.predict_jobs.DEFAULT_OUT_OF_CORE_BUDGET_MIB`
+the image for in-memory images and a budget of :data:`unet.predict.jobs.DEFAULT_OUT_OF_CORE_BUDGET_MIB`
 for out-of-core ones.
 """
 
@@ -59,11 +59,11 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from unet import io, postprocess
 from unet.data.preprocess import scale_factors
 from unet.hardware import check_device, default_tile_budget_mib
-from unet.inference import ModelCard, load_model
 from unet.memory import tile_shape_for_budget
 from unet.models import shapes
 from unet.models.unet import UNet
-from unet.predict_jobs import MIB, Job, predict_in_memory, predict_out_of_core
+from unet.predict.image import ModelCard, load_model
+from unet.predict.jobs import MIB, Job, predict_in_memory, predict_out_of_core
 from unet.tiling import TTA_MODES, check_tta, validate_image
 
 log = logging.getLogger(__name__)

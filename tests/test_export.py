@@ -87,7 +87,7 @@ def test_exported_graph_equals_pytorch(tmp_path: Path, kind: str, name: str) -> 
         pytest.importorskip("onnxruntime")
     ckpt = _checkpoint(tmp_path / "m.ckpt", NETS[name])
     out = tmp_path / ("m.pt" if kind == "torchscript" else "m.onnx")
-    assert export_model(ckpt, kind, out) == out
+    assert export_model(ckpt, out, format=kind) == out
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.ckpt", out.name])  # no temporary files
     net, _, card = load_model(str(ckpt))
     if kind == "torchscript":
@@ -121,7 +121,7 @@ def test_load_exported_predicts_like_the_network(tmp_path: Path, kind: str) -> N
     if kind == "onnx":
         pytest.importorskip("onnxruntime")
     ckpt = _checkpoint(tmp_path / "m.ckpt", NETS["2d"], task="detection")
-    out = export_model(ckpt, kind, tmp_path / f"m.{kind}")
+    out = export_model(ckpt, tmp_path / f"m.{kind}", format=kind)
     wrapper, card, task = load_exported(out)
     net, task0, card0 = load_model(str(ckpt))
     assert card == card0 and task == task0
@@ -212,9 +212,7 @@ def test_bioimageio_zip_passes_bioimageio_core(tmp_path: Path) -> None:
     core = pytest.importorskip("bioimageio.core")
     ckpt = _checkpoint(tmp_path / "m.ckpt", NETS["2d"])
     out = tmp_path / "unet.zip"
-    export_model(
-        ckpt, "bioimageio", out, validate=False, authors=[{"name": "Jane Doe", "affiliation": "Freiburg"}]
-    )
+    export_model(ckpt, out, validate=False, authors=[{"name": "Jane Doe", "affiliation": "Freiburg"}])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ckpt", "unet.zip"]
     summary = core.test_model(str(out), devices=["cpu"])
     names = [d.name for d in summary.details]
@@ -270,8 +268,8 @@ def test_bioimageio_folder_3d_anisotropic_finetuned(tmp_path: Path) -> None:
     out.mkdir()
     (out / "stale.txt").write_text("old")
     with pytest.raises(ExportError, match="pkg: output exists"):
-        export_model(ckpt, "bioimageio", out, weight_formats=["torchscript", "onnx"])
-    export_model(ckpt, "bioimageio", out, weight_formats=["torchscript", "onnx"], overwrite=True)
+        export_model(ckpt, out, weight_formats=["torchscript", "onnx"])
+    export_model(ckpt, out, weight_formats=["torchscript", "onnx"], overwrite=True)
     assert not (out / "stale.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ckpt", "pkg"]
     descr = load_description(out)
@@ -307,9 +305,7 @@ def test_bioimageio_percentile_multichannel_without_element_size(tmp_path: Path)
         {"state_dict": {"net." + k: v for k, v in net.state_dict().items()}, "unet_card": card.to_dict()},
         ckpt,
     )
-    out = export_model(
-        ckpt, "bioimageio", tmp_path / "pkg", weight_formats=["onnx"], authors=[{"name": "A B"}]
-    )
+    out = export_model(ckpt, tmp_path / "pkg", weight_formats=["onnx"], authors=[{"name": "A B"}])
     rdf = _rdf(out)
     (inp,) = rdf["inputs"]
     (outp,) = rdf["outputs"]
@@ -329,17 +325,17 @@ def test_bioimageio_percentile_multichannel_without_element_size(tmp_path: Path)
 def test_errors_name_the_paths(tmp_path: Path) -> None:
     ckpt = _checkpoint(tmp_path / "m.ckpt", NETS["2d"])
     with pytest.raises(CheckpointError, match=r"missing\.ckpt: no such checkpoint"):
-        export_model(tmp_path / "missing.ckpt", "torchscript", tmp_path / "a.pt")
+        export_model(tmp_path / "missing.ckpt", tmp_path / "a.pt", format="torchscript")
     with pytest.raises(ExportError, match=r"a\.pt: unknown export format 'keras'"):
-        export_model(ckpt, "keras", tmp_path / "a.pt")
+        export_model(ckpt, tmp_path / "a.pt", format="keras")
     with pytest.raises(ExportError, match=r"a\.pt: trace_shape: input shape \(45, 48\) is not valid"):
-        export_model(ckpt, "torchscript", tmp_path / "a.pt", trace_shape=(45, 48))
+        export_model(ckpt, tmp_path / "a.pt", format="torchscript", trace_shape=(45, 48))
     out = tmp_path / "a.pt"
     out.write_bytes(b"keep me")
     with pytest.raises(ExportError, match=r"a\.pt: output exists; pass overwrite=true"):
-        export_model(ckpt, "torchscript", out)
+        export_model(ckpt, out, format="torchscript")
     assert out.read_bytes() == b"keep me"
-    export_model(ckpt, "torchscript", out, overwrite=True)
+    export_model(ckpt, out, format="torchscript", overwrite=True)
     assert load_exported(out)[0].kind == "torchscript"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "m.ckpt"]
 
@@ -354,10 +350,10 @@ def test_failed_export_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(torch.jit, "save", boom)
     with pytest.raises(OSError, match="disk full"):
-        export_model(ckpt, "torchscript", out, overwrite=True)
+        export_model(ckpt, out, format="torchscript", overwrite=True)
     assert out.read_bytes() == b"previous"
     with pytest.raises(OSError, match="disk full"):
-        export_model(ckpt, "torchscript", tmp_path / "new.pt")
+        export_model(ckpt, tmp_path / "new.pt", format="torchscript")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "m.ckpt"]
 
 
@@ -372,7 +368,7 @@ def test_failed_bioimageio_test_leaves_no_package(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(package, "run_package_test", failing)
     with pytest.raises(ExportError, match=r"unet\.zip: the bioimage.io package failed"):
-        export_model(ckpt, "bioimageio", tmp_path / "unet.zip", weight_formats=["torchscript"])
+        export_model(ckpt, tmp_path / "unet.zip", weight_formats=["torchscript"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ckpt"]
 
 
@@ -426,7 +422,7 @@ def test_predict_runs_an_exported_model_like_the_checkpoint(tmp_path: Path, kind
     from unet.predict import predict_files
 
     ckpt = _checkpoint(tmp_path / "m.ckpt", NETS["2d"])
-    exported = export_model(ckpt, kind, tmp_path / name)
+    exported = export_model(ckpt, tmp_path / name, format=kind)
     image = tmp_path / "in" / "cells.tif"
     io.write_tiff(
         image, np.random.default_rng(0).random((70, 90)).astype(np.float32), element_size=(0.5, 0.5)

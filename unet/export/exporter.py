@@ -19,9 +19,9 @@ log = logging.getLogger(__name__)
 
 def export_model(
     ckpt_path: str | os.PathLike,
-    format: str,
     output: str | os.PathLike,
     *,
+    format: str = "bioimageio",
     overwrite: bool = False,
     trace_shape: Sequence[int] | None = None,
     opset: int = ONNX_OPSET,
@@ -40,8 +40,8 @@ def export_model(
 
     Args:
         ckpt_path: checkpoint of this project (``unet_card`` + state dict).
-        format: "torchscript", "onnx" or "bioimageio".
         output: file to write (torchscript, onnx); for bioimageio a ``.zip`` file or a folder.
+        format: "torchscript", "onnx" or "bioimageio".
         overwrite: replace an existing ``output``.
         trace_shape: spatial input shape the graph is traced with (valid; default: the smallest valid
             shape grown by one pooling period). The exported graph accepts every valid shape.

@@ -6,8 +6,10 @@ ONNX and bioimage.io tests need the export extra (pip install -e '.[export]') an
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -17,7 +19,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from omegaconf import OmegaConf
 
 from unet.checkpoint import CheckpointError
 from unet.export import (
@@ -377,40 +378,51 @@ def test_failed_bioimageio_test_leaves_no_package(tmp_path: Path, monkeypatch: p
 # ----------------------------------------------------------------------------------------------------
 
 
-def test_config_documents_every_key() -> None:
-    text = (ROOT / "conf" / "export.yaml").read_text()
-    cfg = OmegaConf.load(ROOT / "conf" / "export.yaml")
-    assert cfg.hydra.help.header.startswith("python -m unet.export")
-    lines = text.splitlines()
-    for key in [*cfg.keys(), *cfg.bioimageio.keys()]:
-        if key == "hydra":
-            continue
-        i = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{key}:"))
-        assert lines[i - 1].strip().startswith("#"), f"{key} has no comment"
-    from unet.export import config_to_kwargs
+def test_command_config_is_the_library_arguments() -> None:
+    """python -m unet.export's keys are the arguments of export_model, defaults included, each named in
+    --help; a key that is none (the former bioimageio.* group) is refused, a missing ckpt_path named."""
+    from hydra import compose, initialize
+    from hydra.errors import ConfigCompositionException
+    from omegaconf.errors import MissingMandatoryValue
 
-    container = OmegaConf.to_container(cfg)
-    container.update(ckpt_path="m.ckpt", output="m.zip")
-    kwargs = config_to_kwargs(container)
-    assert kwargs["format"] == "bioimageio" and kwargs["validate"] and not kwargs["overwrite"]
+    from unet.cli import arguments
+    from unet.cli.export import USAGE
+
+    params = inspect.signature(export_model).parameters
+    with initialize(version_base="1.3", config_path=None):
+        cfg = compose("export", overrides=["ckpt_path=m.ckpt", "output=m.zip", "license=CC-BY-4.0"])
+        assert list(cfg) == list(params)
+        kwargs = arguments(cfg)
+        assert kwargs["license"] == "CC-BY-4.0"
+        for name, p in params.items():
+            if name not in ("ckpt_path", "output", "license"):
+                default = list(p.default) if isinstance(p.default, tuple) else p.default
+                assert kwargs[name] == default, name
+            assert re.search(rf"\b{name}\b", USAGE), f"{name} is not explained in --help"
+        with pytest.raises(ConfigCompositionException, match="bioimageio"):
+            compose("export", overrides=["ckpt_path=m.ckpt", "output=m.zip", "bioimageio.name=x"])
+        with pytest.raises(MissingMandatoryValue, match="ckpt_path"):
+            arguments(compose("export", overrides=["output=m.zip"]))
 
 
 def test_command_line(tmp_path: Path) -> None:
     ckpt = _checkpoint(tmp_path / "m.ckpt", NETS["2d"])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     out = tmp_path / "m.pt"
-    run = subprocess.run(
-        [sys.executable, "-m", "unet.export", f"ckpt_path={ckpt}", "format=torchscript", f"output={out}"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr
-    assert f"exported (torchscript): {out}" in run.stdout
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "unet.export", *args]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+    r = run(f"ckpt_path={tmp_path / 'missing.ckpt'}", f"output={out}")
+    assert r.returncode == 1, r.stderr
+    assert "export failed: " in r.stdout and "missing.ckpt: no such checkpoint" in r.stdout
+    r = run(f"ckpt_path={ckpt}", "format=torchscript", f"output={out}")
+    assert r.returncode == 0, r.stderr
+    assert f"exported (torchscript): {out}" in r.stdout
     assert load_exported(out)[1] == load_model(str(ckpt))[2]
-    assert (tmp_path / "logs" / "export").is_dir() and not (ROOT / "outputs").exists()
+    assert len(list((tmp_path / "logs" / "export").glob("*/export.log"))) == 2
+    assert not (ROOT / "outputs").exists()
 
 
 @pytest.mark.parametrize(("kind", "name"), [("torchscript", "unet.pt"), ("onnx", "unet.onnx")])

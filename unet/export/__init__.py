@@ -1,7 +1,8 @@
 """Export a trained model: TorchScript, ONNX or a bioimage.io model package (spec 0.5).
 
-``python -m unet.export ckpt_path=<ckpt> format=bioimageio|onnx|torchscript output=<path>`` (config:
-``conf/export.yaml``); library: :func:`export_model`, :func:`load_exported`.
+``python -m unet.export ckpt_path=<ckpt> output=<path> [format=bioimageio|onnx|torchscript]`` (options: the
+arguments of :func:`export_model`, :mod:`unet.cli.export`); library: :func:`export_model`,
+:func:`load_exported`.
 
 * Every exported graph maps a valid ``(N, C, *valid_in)`` input, already normalised as the model card says
   (per-channel min-max to [0, 1], Falk M4), to ``(N, K, *out)`` class scores (LOGITS), exactly as
@@ -26,11 +27,10 @@ Modules: :mod:`~unet.export.exporter` (:func:`export_model`), :mod:`~unet.export
 ONNX), :mod:`~unet.export.loading` (:func:`load_exported`), :mod:`~unet.export.package` (bioimage.io),
 :mod:`~unet.export.content` (its test data, cover and README), :mod:`~unet.export.architecture` (its
 architecture file), :mod:`~unet.export.files` (atomic output), :mod:`~unet.export.common` (formats, error,
-optional packages), :mod:`~unet.export.cli` (``python -m unet.export``).
+optional packages); ``__main__`` is ``python -m unet.export`` (its command: :mod:`unet.cli.export`).
 """
 
 from unet.export.architecture import ARCHITECTURE_SOURCE
-from unet.export.cli import CONF_DIR, config_to_kwargs, main
 from unet.export.common import BIOIMAGEIO_WEIGHTS, FORMATS, INSTALL_HINT, ONNX_OPSET, ExportError
 from unet.export.content import CITATIONS, reference_prediction, synthetic_image
 from unet.export.exporter import export_model
@@ -44,17 +44,14 @@ __all__ = [
     "CARD_FILE",
     "CARD_KEY",
     "CITATIONS",
-    "CONF_DIR",
     "FORMATS",
     "INSTALL_HINT",
     "ONNX_OPSET",
     "ExportError",
     "ExportedUNet",
-    "config_to_kwargs",
     "default_trace_shape",
     "export_model",
     "load_exported",
-    "main",
     "reference_prediction",
     "synthetic_image",
     "validation_report",

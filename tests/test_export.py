@@ -338,7 +338,11 @@ def test_errors_name_the_paths(tmp_path: Path) -> None:
     assert out.read_bytes() == b"keep me"
     export_model(ckpt, out, format="torchscript", overwrite=True)
     assert load_exported(out)[0].kind == "torchscript"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "m.ckpt"]
+    folder = tmp_path / "b.pt"
+    (folder / "inner").mkdir(parents=True)
+    export_model(ckpt, folder, format="torchscript", overwrite=True)  # a folder there is replaced too
+    assert load_exported(folder)[0].kind == "torchscript"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt", "m.ckpt"]
 
 
 def test_failed_export_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

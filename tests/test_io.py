@@ -600,6 +600,31 @@ def test_find_pairs(tmp_path: Path) -> None:
         io.find_pairs(images, labels)
 
 
+def test_move_into_place_replaces_files_and_folders(tmp_path) -> None:
+    """A file over a file is one rename; a folder at either end is renamed aside and removed; atomic_write
+    replaces a folder only when asked (export's overwrite), otherwise it fails and keeps the folder."""
+    from unet import io
+    from unet.io.common import move_into_place
+
+    final = tmp_path / "out.pt"
+    (final / "inner").mkdir(parents=True)
+    with pytest.raises(IsADirectoryError), io.atomic_write(final) as tmp:
+        tmp.write_bytes(b"file")
+    assert (final / "inner").is_dir()
+    with io.atomic_write(final, replace_folder=True) as tmp:
+        tmp.write_bytes(b"file")
+    assert final.read_bytes() == b"file"
+    folder = tmp_path / ".new"
+    (folder / "inner").mkdir(parents=True)
+    move_into_place(folder, final)  # a folder over a file
+    assert (final / "inner").is_dir()
+    other = tmp_path / ".other"
+    other.mkdir()
+    move_into_place(other, final)  # a folder over a folder
+    assert final.is_dir() and not any(final.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.pt"]
+
+
 def test_a_store_replaced_in_place_never_leaves_an_uncleanable_leftover(tmp_path, monkeypatch) -> None:
     """atomic_zarr over an existing store moves the old one aside under a temporary name: killed between
     the two renames, the next run's clean-up removes it (and the final name is never half-written)."""
@@ -619,8 +644,8 @@ def test_a_store_replaced_in_place_never_leaves_an_uncleanable_leftover(tmp_path
         if len(calls) == 1:
             raise KeyboardInterrupt  # the process dies between moving the old store aside and the new in
 
-    # only unet.io.lazy's renames are intercepted (zarr's own file writes keep the real os)
-    monkeypatch.setattr(io.lazy, "os", SimpleNamespace(replace=killed_after_first_rename))
+    # only unet.io.common's renames are intercepted (zarr's own file writes keep the real os)
+    monkeypatch.setattr(io.common, "os", SimpleNamespace(replace=killed_after_first_rename))
     with pytest.raises(KeyboardInterrupt):
         with io.atomic_zarr(final, (4, 4), chunks=(4, 4), dtype="float32") as arr:
             arr[:] = 2.0

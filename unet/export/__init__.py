@@ -26,8 +26,8 @@ Outputs are written under a temporary name beside ``output`` and renamed: never 
 Modules: :mod:`~unet.export.exporter` (:func:`export_model`), :mod:`~unet.export.graphs` (TorchScript,
 ONNX), :mod:`~unet.export.loading` (:func:`load_exported`), :mod:`~unet.export.package` (bioimage.io),
 :mod:`~unet.export.content` (its test data, cover and README), :mod:`~unet.export.architecture` (its
-architecture file), :mod:`~unet.export.files` (atomic output), :mod:`~unet.export.common` (formats, error,
-optional packages); ``__main__`` is ``python -m unet.export`` (its command: :mod:`unet.cli.export`).
+architecture file), :mod:`~unet.export.common` (formats, error, optional packages); ``__main__`` is
+``python -m unet.export`` (its command: :mod:`unet.cli.export`). Atomic output: :mod:`unet.io.common`.
 """
 
 from unet.export.architecture import ARCHITECTURE_SOURCE

@@ -10,9 +10,9 @@ from typing import Any
 
 from unet.checkpoint import CheckpointError, load_project_checkpoint
 from unet.export.common import BIOIMAGEIO_WEIGHTS, FORMATS, ONNX_OPSET, ExportError, require_packages
-from unet.export.files import atomic_file
 from unet.export.graphs import checkpoint_network, example_input, write_onnx, write_torchscript
 from unet.export.package import write_bioimageio
+from unet.io.common import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +82,10 @@ def export_model(
     net, card = checkpoint_network(ckpt, ckpt_path)
     example = example_input(net, trace_shape, out)
     if format == "torchscript":
-        with atomic_file(out) as tmp:
+        with atomic_write(out, replace_folder=True) as tmp:
             write_torchscript(net, card, example, tmp)
     elif format == "onnx":
-        with atomic_file(out) as tmp:
+        with atomic_write(out, replace_folder=True) as tmp:
             write_onnx(net, card, example, tmp, opset)
     else:
         write_bioimageio(

@@ -29,8 +29,8 @@ from unet.export.content import (
     reference_prediction,
     synthetic_image,
 )
-from unet.export.files import move_into_place
 from unet.export.graphs import onnx_bytes, quiet_export, write_torchscript
+from unet.io.common import move_into_place
 from unet.models import shapes
 from unet.models.unet import UNet
 from unet.predict.image import ModelCard

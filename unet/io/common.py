@@ -54,7 +54,7 @@ def lower_suffix(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def atomic_write(path: PathLike) -> Iterator[Path]:
+def atomic_write(path: PathLike, *, replace_folder: bool = False) -> Iterator[Path]:
     """Context manager for writing a file atomically.
 
     Yields a temporary path in the same directory as ``path`` (hidden name, same suffix, so that
@@ -66,6 +66,8 @@ def atomic_write(path: PathLike) -> Iterator[Path]:
 
     Args:
         path: Final destination.
+        replace_folder: A folder at ``path`` is replaced too (:func:`move_into_place`; export's
+            ``overwrite=true``); otherwise the rename fails and the folder is kept.
 
     Yields:
         The temporary path to write to.
@@ -83,12 +85,45 @@ def atomic_write(path: PathLike) -> Iterator[Path]:
             raise RuntimeError(f"{final}: the writer did not create the temporary file {tmp}")
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, final)
+        if replace_folder:
+            move_into_place(tmp, final)
+        else:
+            os.replace(tmp, final)
     except BaseException as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise_if_disk_full(e, final)
         raise
+
+
+def move_into_place(tmp: Path, final: Path) -> None:
+    """Rename the finished temporary file or folder ``tmp`` to ``final`` (in the same directory).
+
+    A file replaces a file (or a link) with one :func:`os.replace`, atomically. Where a folder is at either
+    end, which :func:`os.replace` cannot replace, the existing ``final`` is first renamed aside to the
+    hidden ``.<name>.<random>.old.tmp``, then removed (renamed back if the second rename fails; after a
+    kill in between, :func:`clean_stale_temporaries` removes it).
+    """
+    occupied = final.exists() or final.is_symlink()
+    if not occupied or not (tmp.is_dir() or (final.is_dir() and not final.is_symlink())):
+        os.replace(tmp, final)
+        return
+    old = final.parent / f".{final.name}.{uuid.uuid4().hex[:12]}.old.tmp"
+    os.replace(final, old)
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        os.replace(old, final)
+        raise
+    remove_path(old)
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file, link or folder (a folder with what is in it), quietly."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def raise_if_disk_full(e: BaseException, final: Path) -> None:
@@ -123,10 +158,7 @@ def clean_stale_temporaries(directory: PathLike, names: Sequence[str]) -> list[P
         return removed
     for name in names:
         for stale in d.glob(f".{glob_escape(name)}.*.tmp*"):
-            if stale.is_dir():
-                shutil.rmtree(stale, ignore_errors=True)
-            else:
-                stale.unlink(missing_ok=True)
+            remove_path(stale)
             removed.append(stale)
     return removed
 

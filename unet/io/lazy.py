@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import shutil
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,7 +15,14 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from unet.io.common import DataFileError, PathLike, check_file, lower_suffix, raise_if_disk_full
+from unet.io.common import (
+    DataFileError,
+    PathLike,
+    check_file,
+    lower_suffix,
+    move_into_place,
+    raise_if_disk_full,
+)
 from unet.io.images import TIFF_SUFFIXES, ImageData, read_image, read_npy, read_tiff, tiff_element_size
 from unet.io.layout import layout_from_axes, layout_from_shape, lazy_order
 
@@ -242,20 +248,13 @@ def atomic_zarr(
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex[:12]
-    tmp = final.parent / f".{final.name}.{token}.tmp"
+    tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:12]}.tmp"
     try:
         arr = create_zarr(tmp, shape, chunks=chunks, dtype=dtype)
         if attrs:
             arr.attrs.update(dict(attrs))
         yield arr
-        if final.exists():
-            old = final.parent / f".{final.name}.{token}.old.tmp"  # a stale temporary if killed here
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        move_into_place(tmp, final)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise_if_disk_full(e, final)

@@ -278,7 +278,7 @@ def _default_authors() -> list[dict[str, str]]:
         user = getpass.getuser()
     except Exception:
         user = "unknown"
-    log.warning("bioimage.io authors not given; using %r (set bioimageio.authors)", user)
+    log.warning("bioimage.io authors not given; using %r (pass authors=)", user)
     return [{"name": user}]
 
 

@@ -54,6 +54,7 @@ ARMS: dict[str, list[str] | None] = {
     "no_ridges": ["task.ridges=false"],
     "uniform": ["data.sampling=uniform"],
     "no_elastic": ["data.augment.elastic_std=0"],
+    "norm_instance": ["model.net.norm=instance"],
     "select_pq": ["task.monitor=val/pq"],
 }
 ARM_LABELS = {
@@ -63,6 +64,7 @@ ARM_LABELS = {
     "no_ridges": "no ridges",
     "uniform": "uniform tiles",
     "no_elastic": "no elastic",
+    "norm_instance": "+ instance norm",
     "select_pq": "selected by val PQ",
 }
 SEGMENTATION_ONLY = ("no_sep", "no_ridges", "select_pq")

@@ -55,7 +55,7 @@ def bench_ours(
     image: np.ndarray,
     labels: np.ndarray,
     weights: np.ndarray,
-    in_shape: tuple[int, ...],
+    tile_shape: tuple[int, ...],
     out_shape: tuple[int, ...],
     params: AugmentParams,
     batch: int,
@@ -69,7 +69,7 @@ def bench_ours(
 
     def step() -> int:
         centres = sampler.sample(batch, rng)
-        augment_batch(img_t, lab_t, w_t, centres, in_shape, out_shape, params, rng)
+        augment_batch(img_t, lab_t, w_t, centres, tile_shape, out_shape, params, rng)
         return batch
 
     return _rate(step, seconds)
@@ -79,7 +79,7 @@ def bench_monai(
     image: np.ndarray,
     labels: np.ndarray,
     weights: np.ndarray,
-    in_shape: tuple[int, ...],
+    tile_shape: tuple[int, ...],
     out_shape: tuple[int, ...],
     seconds: float,
     seed: int,
@@ -93,13 +93,13 @@ def bench_monai(
         RandHistogramShiftd,
     )
 
-    nd = len(in_shape)
+    nd = len(tile_shape)
     keys = ("image", "label", "weight")
-    translate = [(s - t) / 2 for s, t in zip(image.shape[1:], in_shape, strict=True)]
+    translate = [(s - t) / 2 for s, t in zip(image.shape[1:], tile_shape, strict=True)]
     common = {
         "keys": keys,
         "prob": 1.0,
-        "spatial_size": in_shape,
+        "spatial_size": tile_shape,
         "translate_range": translate,
         "mode": ("bilinear", "nearest", "bilinear"),
         "padding_mode": "reflection",
@@ -166,10 +166,12 @@ def main() -> None:
         ),
     ]
     rows = []
-    for name, shape, in_shape, out_shape, p in cases:
+    for name, shape, tile_shape, out_shape, p in cases:
         image, labels, weights = _data(shape, rng)
-        ours = bench_ours(image, labels, weights, in_shape, out_shape, p, args.batch, args.seconds, args.seed)
-        monai = bench_monai(image, labels, weights, in_shape, out_shape, args.seconds, args.seed)
+        ours = bench_ours(
+            image, labels, weights, tile_shape, out_shape, p, args.batch, args.seconds, args.seed
+        )
+        monai = bench_monai(image, labels, weights, tile_shape, out_shape, args.seconds, args.seed)
         rows.append(f"| {name} | {ours:.1f} | {monai:.1f} | {ours / monai:.1f}x |")
     lines = [
         f"torch {torch.__version__}, {args.threads} threads, ours batch {args.batch}, "

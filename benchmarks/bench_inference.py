@@ -62,7 +62,7 @@ def main() -> None:
     )
     plan = plan_tiles(ours.levels, image.shape[1:], tile)
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
-        ours(torch.zeros(1, 1, *plan.input_tile))
+        ours(torch.zeros(1, 1, *plan.tile_shape))
     flops = counter.get_total_flops() * len(plan)
 
     def run_ours() -> np.ndarray:
@@ -95,7 +95,7 @@ def main() -> None:
     gflops = flops / t_ours / 1e9
 
     print(f"image {args.size}x{args.size}, torch {torch.__version__}, {args.threads} threads")
-    print(f"ours: tile {plan.input_tile} -> {plan.output_tile}, stride {plan.stride}, {len(plan)} tiles")
+    print(f"ours: tile {plan.tile_shape} -> {plan.output_tile}, stride {plan.stride}, {len(plan)} tiles")
     print(f"MONAI: roi {args.monai_roi}, overlap 0.25, gaussian\n")
     print("| method | s / image | images / s | peak tensor MiB |")
     print("|---|---|---|---|")

@@ -485,7 +485,7 @@ def bench_inference(cfg: dict[str, Any], device: torch.device, clock: Clock) -> 
             measure=False,
         )
         plan = plan_tiles(ours.levels, (size, size), tile)
-        entry: dict[str, Any] = {"tile": list(plan.input_tile), "tiles": len(plan)}
+        entry: dict[str, Any] = {"tile": list(plan.tile_shape), "tiles": len(plan)}
 
         def run_ours(image: np.ndarray = image, tile: tuple[int, ...] = tile) -> np.ndarray:
             return predict_tiled(ours, image, tile_shape=tile, batch_size=1, device=device)

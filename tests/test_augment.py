@@ -42,8 +42,8 @@ def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-6, rtol: float = 1
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=atol, rtol=rtol)
 
 
-def _centre(arr: np.ndarray, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> np.ndarray:
-    sl = tuple(slice((i - o) // 2, (i - o) // 2 + o) for i, o in zip(in_shape, out_shape, strict=True))
+def _centre(arr: np.ndarray, tile_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> np.ndarray:
+    sl = tuple(slice((i - o) // 2, (i - o) // 2 + o) for i, o in zip(tile_shape, out_shape, strict=True))
     return arr[(..., *sl)]
 
 
@@ -72,22 +72,29 @@ def test_zero_params_is_exact_crop_2d(interpolation: str) -> None:
     image = rng.random((2, 64, 64), dtype=np.float32)
     target = rng.integers(0, 7, (64, 64))
     weights = rng.random((64, 64), dtype=np.float32)
-    in_shape, out_shape = (40, 41), (20, 19)
+    tile_shape, out_shape = (40, 41), (20, 19)
     centres = np.array([[32, 31], [0, 0], [63, 63], [2, 60], [50, 1]])
     img_t, tgt_t, w_t = augment_batch(
-        image, target, weights, centres, in_shape, out_shape, AugmentParams(interpolation=interpolation), rng
+        image,
+        target,
+        weights,
+        centres,
+        tile_shape,
+        out_shape,
+        AugmentParams(interpolation=interpolation),
+        rng,
     )
-    assert img_t.shape == (5, 2, *in_shape) and img_t.dtype == torch.float32
+    assert img_t.shape == (5, 2, *tile_shape) and img_t.dtype == torch.float32
     assert tgt_t is not None and tgt_t.shape == (5, *out_shape) and tgt_t.dtype == torch.int64
     assert w_t is not None and w_t.shape == (5, *out_shape) and w_t.dtype == torch.float32
     for b, c in enumerate(centres):
-        crop = _crop(image, c, in_shape)
+        crop = _crop(image, c, tile_shape)
         np.testing.assert_allclose(img_t[b].numpy(), crop, atol=2e-5, rtol=0)
         np.testing.assert_array_equal(
-            tgt_t[b].numpy(), _centre(_crop(target, c, in_shape), in_shape, out_shape)
+            tgt_t[b].numpy(), _centre(_crop(target, c, tile_shape), tile_shape, out_shape)
         )
         np.testing.assert_allclose(
-            w_t[b].numpy(), _centre(_crop(weights, c, in_shape), in_shape, out_shape), atol=2e-5, rtol=0
+            w_t[b].numpy(), _centre(_crop(weights, c, tile_shape), tile_shape, out_shape), atol=2e-5, rtol=0
         )
 
 
@@ -106,9 +113,9 @@ def test_tile_larger_than_image_mirrors_repeatedly() -> None:
     for dims in [(2,), (3,)]:
         img = image if dims == (2,) else image[:, None].repeat(3, axis=1)  # 2D and 3D
         c = np.array([[4, 6]] if dims == (2,) else [[1, 4, 6]])
-        in_shape = (30, 41) if dims == (2,) else (5, 30, 41)
-        tile = warp_tiles(img, None, None, sampling_grid(c, in_shape, None, img.shape[1:]), in_shape)[0]
-        np.testing.assert_allclose(tile[0].numpy(), _crop(img, c[0], in_shape), atol=2e-5, rtol=0)
+        tile_shape = (30, 41) if dims == (2,) else (5, 30, 41)
+        tile = warp_tiles(img, None, None, sampling_grid(c, tile_shape, None, img.shape[1:]), tile_shape)[0]
+        np.testing.assert_allclose(tile[0].numpy(), _crop(img, c[0], tile_shape), atol=2e-5, rtol=0)
 
 
 def test_zero_params_is_exact_crop_3d() -> None:
@@ -116,19 +123,19 @@ def test_zero_params_is_exact_crop_3d() -> None:
     image = rng.random((1, 16, 32, 32), dtype=np.float32)
     target = rng.integers(0, 5, (16, 32, 32))
     weights = rng.random((16, 32, 32), dtype=np.float32)
-    in_shape, out_shape = (10, 20, 21), (4, 10, 11)
+    tile_shape, out_shape = (10, 20, 21), (4, 10, 11)
     centres = np.array([[8, 16, 16], [0, 31, 3], [15, 0, 31]])
     img_t, tgt_t, w_t = augment_batch(
-        image, target, weights, centres, in_shape, out_shape, AugmentParams(), rng
+        image, target, weights, centres, tile_shape, out_shape, AugmentParams(), rng
     )
     assert tgt_t is not None and w_t is not None
     for b, c in enumerate(centres):
-        np.testing.assert_allclose(img_t[b].numpy(), _crop(image, c, in_shape), atol=2e-5, rtol=0)
+        np.testing.assert_allclose(img_t[b].numpy(), _crop(image, c, tile_shape), atol=2e-5, rtol=0)
         np.testing.assert_array_equal(
-            tgt_t[b].numpy(), _centre(_crop(target, c, in_shape), in_shape, out_shape)
+            tgt_t[b].numpy(), _centre(_crop(target, c, tile_shape), tile_shape, out_shape)
         )
         np.testing.assert_allclose(
-            w_t[b].numpy(), _centre(_crop(weights, c, in_shape), in_shape, out_shape), atol=2e-5, rtol=0
+            w_t[b].numpy(), _centre(_crop(weights, c, tile_shape), tile_shape, out_shape), atol=2e-5, rtol=0
         )
 
 
@@ -186,14 +193,18 @@ def test_flips_and_3d_in_plane_rotation() -> None:
 
 
 @pytest.mark.parametrize(
-    ("shape", "in_shape", "out_shape", "std", "spacing"),
+    ("shape", "tile_shape", "out_shape", "std", "spacing"),
     [
         ((64, 64), (48, 48), (32, 32), 4.0, 12.0),
         ((12, 32, 32), (10, 24, 24), (6, 16, 16), (1.0, 3.0, 3.0), 8.0),
     ],
 )
 def test_labels_weights_stay_aligned_with_image(
-    shape: tuple[int, ...], in_shape: tuple[int, ...], out_shape: tuple[int, ...], std: object, spacing: float
+    shape: tuple[int, ...],
+    tile_shape: tuple[int, ...],
+    out_shape: tuple[int, ...],
+    std: object,
+    spacing: float,
 ) -> None:
     rng = np.random.default_rng(5)
     labels = _regions(shape, 6, rng)
@@ -203,9 +214,9 @@ def test_labels_weights_stay_aligned_with_image(
         rotation_range=(-180, 180), flips=True, elastic_std=std, elastic_grid_spacing=spacing
     )
     centres = np.stack([rng.integers(0, s, 6) for s in shape], axis=1)
-    img_t, tgt_t, w_t = augment_batch(image, labels, weights, centres, in_shape, out_shape, params, rng)
+    img_t, tgt_t, w_t = augment_batch(image, labels, weights, centres, tile_shape, out_shape, params, rng)
     assert tgt_t is not None and w_t is not None
-    img_c = _centre(img_t.numpy(), in_shape, out_shape)
+    img_c = _centre(img_t.numpy(), tile_shape, out_shape)
     inside = img_c[:, 1] > 1 - 1e-5  # all interpolation neighbours are interior pixels of ONE region
     assert inside.mean() > 0.5
     tgt, w = tgt_t.numpy(), w_t.numpy()
@@ -243,14 +254,14 @@ def test_dense_field_is_torch_bicubic_in_2d_and_interpolates_control_points() ->
 
 def test_elastic_field_smooth_and_std_matches() -> None:
     rng = np.random.default_rng(7)
-    in_shape = (61, 61)
+    tile_shape = (61, 61)
     params = AugmentParams(elastic_std=5.0, elastic_grid_spacing=20.0)
-    assert coarse_grid_shape(in_shape, 20.0) == (4, 4)
-    tr = random_transform(params, 400, in_shape, rng)
+    assert coarse_grid_shape(tile_shape, 20.0) == (4, 4)
+    tr = random_transform(params, 400, tile_shape, rng)
     assert tr.displacement is not None and tr.displacement.shape == (400, 2, 4, 4)
     assert tr.displacement.std() == pytest.approx(5.0, rel=0.03)
     assert abs(tr.displacement.mean()) < 0.1
-    dense = dense_displacement(torch.from_numpy(tr.displacement[:20]), in_shape)
+    dense = dense_displacement(torch.from_numpy(tr.displacement[:20]), tile_shape)
     _close(dense[..., ::20, ::20], torch.from_numpy(tr.displacement[:20]), atol=1e-4, rtol=0)
     d2y = (dense[..., 2:, :] - 2 * dense[..., 1:-1, :] + dense[..., :-2, :]).abs().max()
     d2x = (dense[..., 2:] - 2 * dense[..., 1:-1] + dense[..., :-2]).abs().max()
@@ -259,16 +270,16 @@ def test_elastic_field_smooth_and_std_matches() -> None:
 
 def test_grid_composes_elastic_displacement() -> None:
     rng = np.random.default_rng(8)
-    in_shape, image_shape = (8, 20, 30), (16, 40, 50)
+    tile_shape, image_shape = (8, 20, 30), (16, 40, 50)
     tr = random_transform(
-        AugmentParams(elastic_std=(1.0, 3.0, 3.0), elastic_grid_spacing=10.0), 2, in_shape, rng
+        AugmentParams(elastic_std=(1.0, 3.0, 3.0), elastic_grid_spacing=10.0), 2, tile_shape, rng
     )
     centres = np.array([[5, 6, 7], [10, 30, 40]])
-    diff = sampling_grid(centres, in_shape, tr, image_shape) - sampling_grid(
-        centres, in_shape, None, image_shape
+    diff = sampling_grid(centres, tile_shape, tr, image_shape) - sampling_grid(
+        centres, tile_shape, None, image_shape
     )
     assert tr.displacement is not None
-    dense = dense_displacement(torch.from_numpy(tr.displacement), in_shape)  # px, components (z, y, x)
+    dense = dense_displacement(torch.from_numpy(tr.displacement), tile_shape)  # px, components (z, y, x)
     scale = torch.tensor([2.0 / (s - 1) for s in image_shape])
     expected = (dense * scale.view(1, 3, 1, 1, 1)).flip(1).movedim(1, -1)  # grid order (x, y, z)
     _close(diff, expected, atol=1e-5, rtol=1e-4)

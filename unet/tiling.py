@@ -71,14 +71,14 @@ class TilePlan:
 
     Attributes:
         image_shape: spatial shape of the image.
-        input_tile: spatial shape of a network input tile (valid).
-        output_tile: spatial shape of the network output for ``input_tile``.
+        tile_shape: spatial shape of a network input tile (valid).
+        output_tile: spatial shape of the network output for ``tile_shape``.
         stride: distance between tile origins (a multiple of the pooling period, <= output_tile).
-        halo: context per side, (input_tile - output_tile) / 2.
+        halo: context per side, (tile_shape - output_tile) / 2.
     """
 
     image_shape: tuple[int, ...]
-    input_tile: tuple[int, ...]
+    tile_shape: tuple[int, ...]
     output_tile: tuple[int, ...]
     stride: tuple[int, ...]
     halo: tuple[int, ...]
@@ -291,8 +291,8 @@ def predict_tiled(
     members = _tta_transforms(tta, spatial_dims)
     spatial = tuple(int(s) for s in image.shape[1:])
     plan = plan_tiles(net.levels, spatial, tile_shape)
-    if any(k for _, k in members) and plan.input_tile[-1] != plan.input_tile[-2]:
-        raise ValueError(f"tta='d4' needs square tiles in the last two axes, got {plan.input_tile}")
+    if any(k for _, k in members) and plan.tile_shape[-1] != plan.tile_shape[-2]:
+        raise ValueError(f"tta='d4' needs square tiles in the last two axes, got {plan.tile_shape}")
     if device is None:
         device = next(net.parameters()).device
     device = torch.device(device)
@@ -309,7 +309,7 @@ def predict_tiled(
         batch: list[tuple[np.ndarray, tuple[slice, ...], tuple[slice, ...]]] = []
         done = 0
         for starts, dst, src in plan.tiles():
-            tile = read_mirrored(image, starts, plan.input_tile)
+            tile = read_mirrored(image, starts, plan.tile_shape)
             if not isinstance(image, np.ndarray) or isinstance(image, np.memmap):
                 if not np.isfinite(tile).all():
                     raise ValueError(f"{name}: contains NaN or infinite values near {starts}")

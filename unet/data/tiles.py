@@ -58,11 +58,11 @@ class PreparedImage:
     mass: float = 1.0
 
 
-def crop_margin(in_shape: Sequence[int], params: AugmentParams) -> tuple[int, ...]:
+def crop_margin(tile_shape: Sequence[int], params: AugmentParams) -> tuple[int, ...]:
     """Half size (px) of a crop that contains every pixel an augmented input tile can look up."""
-    nd = len(in_shape)
+    nd = len(tile_shape)
     std = params.per_axis(params.elastic_std, nd, "elastic_std")
-    half = [(s - 1) / 2 for s in in_shape]
+    half = [(s - 1) / 2 for s in tile_shape]
     if params.rotation_range != (0.0, 0.0) or params.flips:
         r = math.hypot(half[-2], half[-1])
         half[-2] = half[-1] = r
@@ -74,7 +74,7 @@ class TileDataset(Dataset):
 
     Args:
         images: prepared training images.
-        in_shape: network input tile shape; out_shape: its output shape.
+        tile_shape: network input tile shape; out_shape: its output shape.
         augment: augmentation parameters.
         seed: base seed.
         warp: warp here (True, in the worker) or return crops + transforms for the device (False).
@@ -83,7 +83,7 @@ class TileDataset(Dataset):
     def __init__(
         self,
         images: Sequence[PreparedImage],
-        in_shape: Sequence[int],
+        tile_shape: Sequence[int],
         out_shape: Sequence[int],
         augment: AugmentParams,
         seed: int = 0,
@@ -92,12 +92,12 @@ class TileDataset(Dataset):
         if not images:
             raise ValueError("no training images")
         self.images = list(images)
-        self.in_shape = tuple(in_shape)
+        self.tile_shape = tuple(tile_shape)
         self.out_shape = tuple(out_shape)
         self.augment = augment
         self.seed = seed
         self.warp = warp
-        self.margin = crop_margin(self.in_shape, augment)
+        self.margin = crop_margin(self.tile_shape, augment)
         # images are drawn in proportion to their annotated area (pdf mass), so each pixel of the
         # training set is as likely as in one big pdf over all images
         mass = np.array([p.mass for p in self.images], dtype=np.float64)
@@ -115,7 +115,7 @@ class TileDataset(Dataset):
         prepared = self.images[index]
         centre = prepared.sampler.sample(1, rng)[0]
         n_channels = prepared.image.shape[0]
-        transform = random_transform(self.augment, 1, self.in_shape, rng, n_channels=n_channels)
+        transform = random_transform(self.augment, 1, self.tile_shape, rng, n_channels=n_channels)
         if self.warp:
             return self._warp_from_image(index, centre, transform)
         starts = [int(c) - m for c, m in zip(centre, self.margin)]
@@ -146,7 +146,7 @@ class TileDataset(Dataset):
                 for p in self.images
             ]
         image, target, weights = self._tensors[index]
-        grid = sampling_grid(np.asarray([centre]), self.in_shape, transform, tuple(image.shape[1:]))
+        grid = sampling_grid(np.asarray([centre]), self.tile_shape, transform, tuple(image.shape[1:]))
         img, tgt, w = warp_tiles(
             image, target, weights, grid, self.out_shape, interpolation=self.augment.interpolation
         )
@@ -160,13 +160,13 @@ _TRANSFORM_KEYS = ("angles", "flips", "displacement", "intensity")
 
 def warp_batch(
     batch: dict[str, torch.Tensor],
-    in_shape: Sequence[int],
+    tile_shape: Sequence[int],
     out_shape: Sequence[int],
     interpolation: str = "linear",
 ) -> dict[str, torch.Tensor]:
     """Crops + transforms (B, ...) -> network tiles, on the crops' device.
 
-    Returns dict with image (B, C, *in_shape), target (B, *out_shape) int64, weights (B, *out_shape).
+    Returns dict with image (B, C, *tile_shape), target (B, *out_shape) int64, weights (B, *out_shape).
     """
     image = batch["image"]
     nd = image.ndim - 2
@@ -174,19 +174,19 @@ def warp_batch(
     b = image.shape[0]
     centres = np.tile(np.array([(s - 1) // 2 for s in crop_shape]), (b, 1))
     transform = TileTransform(
-        in_shape=tuple(in_shape),
+        tile_shape=tuple(tile_shape),
         angles=batch["angles"].detach().cpu().numpy().reshape(b),
         flips=batch["flips"].detach().cpu().numpy().reshape(b, 2),
         displacement=batch["displacement"].detach().cpu().numpy() if "displacement" in batch else None,
         intensity=batch["intensity"].detach().cpu().numpy() if "intensity" in batch else None,
     )
-    grid = sampling_grid(centres, in_shape, transform, crop_shape, device=image.device)
+    grid = sampling_grid(centres, tile_shape, transform, crop_shape, device=image.device)
     img, tgt, w = warp_tiles(
         image.float(), batch["target"].float(), batch["weights"], grid, out_shape, interpolation=interpolation
     )
     if transform.intensity is not None:
         img = intensity_curve(img, transform.intensity)
-    assert img.shape[2:] == tuple(in_shape) and tgt.shape[1:] == tuple(out_shape), (img.shape, nd)
+    assert img.shape[2:] == tuple(tile_shape) and tgt.shape[1:] == tuple(out_shape), (img.shape, nd)
     return {"image": img, "target": tgt, "weights": w}
 
 

@@ -242,7 +242,7 @@ def predict_out_of_core(
         predict_tiled(
             net,
             x,
-            tile_shape=plan.input_tile,
+            tile_shape=plan.tile_shape,
             batch_size=batch_size,
             device=device,
             tta=tta,

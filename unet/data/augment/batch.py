@@ -18,7 +18,7 @@ def augment_batch(
     target: ArrayLike | None,
     weights: ArrayLike | None,
     centres: ArrayLike,
-    in_shape: Sequence[int],
+    tile_shape: Sequence[int],
     out_shape: Sequence[int],
     params: AugmentParams,
     rng: np.random.Generator,
@@ -31,7 +31,7 @@ def augment_batch(
         target: Class map ``(*S)`` / ``(B, *S)`` int64, or None.
         weights: Loss weights ``(*S)`` / ``(B, *S)`` float32, or None.
         centres: Tile centres ``(B, ndim)`` (e.g. from :class:`unet.data.sampling.TileSampler`).
-        in_shape: Spatial network input tile shape ``([Z,] Y, X)``.
+        tile_shape: Spatial network input tile shape ``([Z,] Y, X)``.
         out_shape: Spatial network output tile shape (central part of the input tile).
         params: Augmentation hyper-parameters.
         rng: Random generator for all random draws.
@@ -39,18 +39,18 @@ def augment_batch(
             device, CPU for numpy input). Keep large images resident on the device to avoid re-uploads.
 
     Returns:
-        ``(image_tiles (B, C, *in_shape) float32, target_tiles (B, *out_shape) int64 | None,
+        ``(image_tiles (B, C, *tile_shape) float32, target_tiles (B, *out_shape) int64 | None,
         weight_tiles (B, *out_shape) float32 | None)`` on ``device``.
     """
-    in_shape = tuple(int(s) for s in in_shape)
-    nd = len(in_shape)
+    tile_shape = tuple(int(s) for s in tile_shape)
+    nd = len(tile_shape)
     if device is None:
         device = image.device if isinstance(image, torch.Tensor) else torch.device("cpu")
     img = as_tensor(image, device, torch.float32)
     c = np.asarray(centres.cpu() if isinstance(centres, torch.Tensor) else centres)
     n_channels = img.shape[-nd - 1]
-    transform = random_transform(params, c.shape[0], in_shape, rng, n_channels=n_channels)
-    grid = sampling_grid(c, in_shape, transform, img.shape[-nd:], device=device)
+    transform = random_transform(params, c.shape[0], tile_shape, rng, n_channels=n_channels)
+    grid = sampling_grid(c, tile_shape, transform, img.shape[-nd:], device=device)
     img_t, tgt_t, w_t = warp_tiles(img, target, weights, grid, out_shape, interpolation=params.interpolation)
     if transform.intensity is not None:
         img_t = intensity_curve(img_t, transform.intensity)

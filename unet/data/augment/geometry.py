@@ -47,10 +47,10 @@ def cubic_interpolation_matrix(
     return _cubic_matrix_cached(int(n_coarse), int(n_dense), torch.device(device or "cpu"), dtype)
 
 
-def dense_displacement(coarse: torch.Tensor, in_shape: Sequence[int]) -> torch.Tensor:
+def dense_displacement(coarse: torch.Tensor, tile_shape: Sequence[int]) -> torch.Tensor:
     """Dense displacement field by cubic interpolation of the coarse control grid (Falk et al. 2019, Fig. 5).
 
-    2D: exactly bicubic ``F.interpolate(coarse, size=in_shape, mode='bicubic', align_corners=True)``,
+    2D: exactly bicubic ``F.interpolate(coarse, size=tile_shape, mode='bicubic', align_corners=True)``,
     computed as two small matrix products. 3D: the same 1D cubic kernel applied separably along z, y and x
     (tricubic; ``F.interpolate`` has no 3D cubic mode and trilinear would give a field with kinks at the
     control points).
@@ -58,17 +58,17 @@ def dense_displacement(coarse: torch.Tensor, in_shape: Sequence[int]) -> torch.T
     Args:
         coarse: Control-point displacements, shape ``(B, D, *coarse_shape)`` with 2 or 3 spatial dims (any
             number ``D`` of components), floating point, any device.
-        in_shape: Dense spatial shape ``([Z,] Y, X)``.
+        tile_shape: Dense spatial shape ``([Z,] Y, X)``.
 
     Returns:
-        Dense field, shape ``(B, D, *in_shape)``, same dtype/device as ``coarse``.
+        Dense field, shape ``(B, D, *tile_shape)``, same dtype/device as ``coarse``.
     """
     nd = coarse.ndim - 2
-    if nd not in (2, 3) or len(in_shape) != nd:
-        raise ValueError(f"coarse shape {tuple(coarse.shape)} does not match in_shape {tuple(in_shape)}")
+    if nd not in (2, 3) or len(tile_shape) != nd:
+        raise ValueError(f"coarse shape {tuple(coarse.shape)} does not match tile_shape {tuple(tile_shape)}")
     mats = [
         cubic_interpolation_matrix(k, n, coarse.device, coarse.dtype)
-        for k, n in zip(coarse.shape[2:], in_shape, strict=True)
+        for k, n in zip(coarse.shape[2:], tile_shape, strict=True)
     ]
     # Cheap axes first (the coarse grid is tiny); the last contraction produces the full-size field.
     out = torch.matmul(coarse, mats[-1].T)  # (..., k_y, n_x)
@@ -82,7 +82,7 @@ def dense_displacement(coarse: torch.Tensor, in_shape: Sequence[int]) -> torch.T
 
 def sampling_grid(
     centres: ArrayLike,
-    in_shape: Sequence[int],
+    tile_shape: Sequence[int],
     transform: TileTransform | None,
     image_shape: Sequence[int],
     *,
@@ -97,33 +97,33 @@ def sampling_grid(
 
     Args:
         centres: Integer tile centres in image pixel indices, shape ``(B, ndim)`` (``[z,] y, x``).
-        in_shape: Spatial input tile shape ``([Z,] Y, X)``.
+        tile_shape: Spatial input tile shape ``([Z,] Y, X)``.
         transform: Random parameters (``transform.batch_size == B``) or None for plain crops.
         image_shape: Spatial shape of the image sampled from ``([Z,] Y, X)``.
         device: Device of the grid (default: CPU).
         dtype: Floating dtype of the grid.
 
     Returns:
-        Grid, shape ``(B, *in_shape, ndim)``, last axis ordered ``(x, y[, z])`` as ``grid_sample`` expects.
+        Grid, shape ``(B, *tile_shape, ndim)``, last axis ordered ``(x, y[, z])`` as ``grid_sample`` expects.
     """
-    in_shape = tuple(int(s) for s in in_shape)
+    tile_shape = tuple(int(s) for s in tile_shape)
     image_shape = tuple(int(s) for s in image_shape)
-    nd = len(in_shape)
+    nd = len(tile_shape)
     if nd not in (2, 3) or len(image_shape) != nd:
-        raise ValueError(f"in_shape {in_shape} / image_shape {image_shape} must both be 2D or 3D")
+        raise ValueError(f"tile_shape {tile_shape} / image_shape {image_shape} must both be 2D or 3D")
     c = np.asarray(centres.cpu() if isinstance(centres, torch.Tensor) else centres, dtype=np.float64)
     if c.ndim != 2 or c.shape[1] != nd:
         raise ValueError(f"centres must have shape (B, {nd}), got {c.shape}")
     b = c.shape[0]
     if transform is None:
-        transform = TileTransform.identity(b, in_shape)
+        transform = TileTransform.identity(b, tile_shape)
     if transform.batch_size != b:
         raise ValueError(f"transform has {transform.batch_size} tiles but {b} centres were given")
-    if transform.displacement is not None and tuple(transform.in_shape) != in_shape:
-        raise ValueError(f"transform was drawn for tiles {transform.in_shape}, not {in_shape}")
+    if transform.displacement is not None and tuple(transform.tile_shape) != tile_shape:
+        raise ValueError(f"transform was drawn for tiles {transform.tile_shape}, not {tile_shape}")
     device = torch.device(device) if device is not None else torch.device("cpu")
 
-    n = np.asarray(in_shape, dtype=np.float64)
+    n = np.asarray(tile_shape, dtype=np.float64)
     geo_centre = c - np.floor(n / 2) + (n - 1) / 2  # (B, nd): image coordinate of the tile's geometric centre
     scale = 2.0 / np.maximum(np.asarray(image_shape, dtype=np.float64) - 1, 1)  # px -> normalised
     cos, sin = np.cos(transform.angles), np.sin(transform.angles)
@@ -132,7 +132,7 @@ def sampling_grid(
     # A = R(theta) @ diag(fy, fx) on (dy, dx) offsets; R = [[cos, sin], [-sin, cos]].
     a = np.stack([np.stack([cos * fy, sin * fx], -1), np.stack([-sin * fy, cos * fx], -1)], -2)  # (B, 2, 2)
 
-    offs = [np.arange(s, dtype=np.float64) - (s - 1) / 2 for s in in_shape]
+    offs = [np.arange(s, dtype=np.float64) - (s - 1) / 2 for s in tile_shape]
     disp = transform.displacement
     k = tuple(disp.shape[2:]) if disp is not None else (0,) * nd
 
@@ -141,9 +141,9 @@ def sampling_grid(
     # carries the elastic field (Falk Fig. 5), the ones/offsets columns the translation + flip + rotation.
     bases = []
     for ax in range(nd):
-        cols = [torch.ones(in_shape[ax], 1, dtype=torch.float64), torch.from_numpy(offs[ax])[:, None]]
+        cols = [torch.ones(tile_shape[ax], 1, dtype=torch.float64), torch.from_numpy(offs[ax])[:, None]]
         if disp is not None:
-            cols.insert(0, cubic_interpolation_matrix(k[ax], in_shape[ax], "cpu", torch.float64))
+            cols.insert(0, cubic_interpolation_matrix(k[ax], tile_shape[ax], "cpu", torch.float64))
         bases.append(torch.cat(cols, dim=1))
     m = np.zeros((b, nd, *(ka + 2 for ka in k)), dtype=np.float64)  # components in grid order (x, y[, z])
     one = [ka for ka in k]  # index of the 'ones' column per axis
@@ -174,4 +174,4 @@ def sampling_grid(
     kron = torch.kron(bases[-1].T.contiguous(), torch.eye(nd, dtype=torch.float64))  # (L_x nd, n_x nd)
     t_dev = t.reshape(-1, lx * nd).to(device=device, dtype=dtype)
     grid = torch.matmul(t_dev, kron.to(device=device, dtype=dtype))
-    return grid.reshape(b, *in_shape, nd)
+    return grid.reshape(b, *tile_shape, nd)

@@ -95,7 +95,7 @@ class TileTransform:
     """Random parameters of a batch of ``B`` augmented tiles (drawn by :func:`random_transform`).
 
     Attributes:
-        in_shape: Spatial input tile shape ``([Z,] Y, X)`` the transform was drawn for.
+        tile_shape: Spatial input tile shape ``([Z,] Y, X)`` the transform was drawn for.
         angles: In-plane rotation angles, shape ``(B,)``, float64, radians.
         flips: Mirroring of the tile's (y, x) axes, shape ``(B, 2)``, bool.
         displacement: Coarse control-point displacements, shape ``(B, ndim, *coarse_shape)``, float32,
@@ -104,7 +104,7 @@ class TileTransform:
             ``(B, C, K)``, float64, strictly increasing along K; None if there is no intensity curve.
     """
 
-    in_shape: tuple[int, ...]
+    tile_shape: tuple[int, ...]
     angles: np.ndarray
     flips: np.ndarray
     displacement: np.ndarray | None = None
@@ -116,10 +116,10 @@ class TileTransform:
         return int(self.angles.shape[0])
 
     @classmethod
-    def identity(cls, batch_size: int, in_shape: Sequence[int]) -> TileTransform:
+    def identity(cls, batch_size: int, tile_shape: Sequence[int]) -> TileTransform:
         """Transform of ``batch_size`` un-augmented tiles (plain crops)."""
         return cls(
-            in_shape=tuple(int(s) for s in in_shape),
+            tile_shape=tuple(int(s) for s in tile_shape),
             angles=np.zeros(batch_size, dtype=np.float64),
             flips=np.zeros((batch_size, 2), dtype=bool),
         )
@@ -128,20 +128,21 @@ class TileTransform:
 # --------------------------------------------------------------------------------------------- random draws
 
 
-def coarse_grid_shape(in_shape: Sequence[int], spacing: float | Sequence[float]) -> tuple[int, ...]:
+def coarse_grid_shape(tile_shape: Sequence[int], spacing: float | Sequence[float]) -> tuple[int, ...]:
     """Number of elastic control points per axis for a tile.
 
     Args:
-        in_shape: Spatial tile shape ``([Z,] Y, X)``.
+        tile_shape: Spatial tile shape ``([Z,] Y, X)``.
         spacing: Desired control-point spacing in pixels, scalar or per axis.
 
     Returns:
         ``k_a = ceil((n_a - 1) / spacing_a) + 1`` (at least 2; 1 for an axis of length 1) per axis. The
         points span the tile corner to corner (``align_corners=True``), actual spacing ``(n-1)/(k-1)``.
     """
-    sp = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (len(in_shape),))
+    sp = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (len(tile_shape),))
     return tuple(
-        1 if n <= 1 else max(2, math.ceil((n - 1) / s - 1e-9) + 1) for n, s in zip(in_shape, sp, strict=True)
+        1 if n <= 1 else max(2, math.ceil((n - 1) / s - 1e-9) + 1)
+        for n, s in zip(tile_shape, sp, strict=True)
     )
 
 
@@ -202,7 +203,7 @@ def elastic_bound(std: float, ndim: int) -> float:
 def random_transform(
     params: AugmentParams,
     batch_size: int,
-    in_shape: Sequence[int],
+    tile_shape: Sequence[int],
     rng: np.random.Generator,
     n_channels: int = 1,
 ) -> TileTransform:
@@ -214,17 +215,17 @@ def random_transform(
     Args:
         params: Augmentation hyper-parameters.
         batch_size: Number of tiles ``B``.
-        in_shape: Spatial input tile shape ``([Z,] Y, X)`` (2 or 3 dims).
+        tile_shape: Spatial input tile shape ``([Z,] Y, X)`` (2 or 3 dims).
         rng: Random generator (the only source of randomness).
         n_channels: Image channels ``C``; every tile and channel gets its own intensity curve.
 
     Returns:
         The drawn :class:`TileTransform`.
     """
-    in_shape = tuple(int(s) for s in in_shape)
-    ndim = len(in_shape)
+    tile_shape = tuple(int(s) for s in tile_shape)
+    ndim = len(tile_shape)
     if ndim not in (2, 3):
-        raise ValueError(f"tiles must be 2D or 3D, got in_shape {in_shape}")
+        raise ValueError(f"tiles must be 2D or 3D, got tile_shape {tile_shape}")
     b = int(batch_size)
     lo, hi = params.rotation_range
     if lo == hi:
@@ -235,7 +236,7 @@ def random_transform(
     stds = params.per_axis(params.elastic_std, ndim, "elastic_std")
     displacement = None
     if any(s > 0 for s in stds):
-        cshape = coarse_grid_shape(in_shape, params.per_axis(params.elastic_grid_spacing, ndim, "spacing"))
+        cshape = coarse_grid_shape(tile_shape, params.per_axis(params.elastic_grid_spacing, ndim, "spacing"))
         # control points ~ N(0, std^2) per axis, truncated at ELASTIC_TRUNCATION std (6e-5 of the draws), so
         # that the cubic field is bounded and every looked-up pixel lies in the crop (see elastic_bound)
         displacement = np.clip(
@@ -249,5 +250,5 @@ def random_transform(
             params.intensity_points, params.intensity_range, (b, n_channels), rng
         )
     return TileTransform(
-        in_shape=in_shape, angles=angles, flips=flips, displacement=displacement, intensity=intensity
+        tile_shape=tile_shape, angles=angles, flips=flips, displacement=displacement, intensity=intensity
     )

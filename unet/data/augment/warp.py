@@ -24,14 +24,14 @@ def as_tensor(
 # ---------------------------------------------------------------------------------------------- warping
 
 
-def _central_slices(in_shape: Sequence[int], out_shape: Sequence[int]) -> tuple[slice, ...]:
-    if len(in_shape) != len(out_shape):
-        raise ValueError(f"out_shape {tuple(out_shape)} and in_shape {tuple(in_shape)} differ in ndim")
+def _central_slices(tile_shape: Sequence[int], out_shape: Sequence[int]) -> tuple[slice, ...]:
+    if len(tile_shape) != len(out_shape):
+        raise ValueError(f"out_shape {tuple(out_shape)} and tile_shape {tuple(tile_shape)} differ in ndim")
     sl = []
-    for i, o in zip(in_shape, out_shape, strict=True):
+    for i, o in zip(tile_shape, out_shape, strict=True):
         if not 0 < o <= i:
             raise ValueError(
-                f"out_shape {tuple(out_shape)} must be positive and <= in_shape {tuple(in_shape)}"
+                f"out_shape {tuple(out_shape)} must be positive and <= tile_shape {tuple(tile_shape)}"
             )
         off = (i - o) // 2
         sl.append(slice(off, off + o))
@@ -80,18 +80,18 @@ def warp_tiles(
             (converted to the grid dtype), normalised intensities.
         target: Class map ``(*S)`` or ``(B, *S)``, integer (int64); or None. Sampled nearest-neighbour.
         weights: Loss weights ``(*S)`` or ``(B, *S)``, float; or None. Sampled (bi/tri)linearly.
-        grid: Sampling grid from :func:`sampling_grid`, shape ``(B, *in_shape, ndim)``.
-        out_shape: Spatial output (label) tile shape, ``<= in_shape`` per axis.
+        grid: Sampling grid from :func:`sampling_grid`, shape ``(B, *tile_shape, ndim)``.
+        out_shape: Spatial output (label) tile shape, ``<= tile_shape`` per axis.
         interpolation: ``"linear"`` or ``"cubic"`` (2D only) for the image.
 
     Returns:
-        ``(image_tiles (B, C, *in_shape) float, target_tiles (B, *out_shape) int64 | None,
+        ``(image_tiles (B, C, *tile_shape) float, target_tiles (B, *out_shape) int64 | None,
         weight_tiles (B, *out_shape) float | None)``.
     """
     nd = grid.shape[-1]
-    in_shape = tuple(grid.shape[1:-1])
+    tile_shape = tuple(grid.shape[1:-1])
     if grid.ndim != nd + 2:
-        raise ValueError(f"grid must have shape (B, *in_shape, ndim), got {tuple(grid.shape)}")
+        raise ValueError(f"grid must have shape (B, *tile_shape, ndim), got {tuple(grid.shape)}")
     if interpolation == "linear":
         mode = "bilinear"
     elif interpolation == "cubic":
@@ -112,7 +112,7 @@ def warp_tiles(
             f"{tuple(img.shape)}"
         )
     spatial = tuple(img.shape[-nd:])
-    out_slices = _central_slices(in_shape, out_shape)
+    out_slices = _central_slices(tile_shape, out_shape)
     padding = "reflection"
     if nd == 3 and dev.type == "cpu":
         # PyTorch's scalar 3D CPU kernel is ~2x slower with in-kernel reflection than with 'border'; mirroring

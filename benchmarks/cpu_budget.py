@@ -1,5 +1,8 @@
 """A training budget in CPU time, so that runs sharing a machine get the same compute whatever the load.
 
+On a GPU machine the budget is wall-clock time (``budget_clock``): the host's CPU time does not measure
+device work.
+
 Wall-clock budgets (``trainer.max_time``) give a run less compute when other work shares the cores; the
 recipe table runs several arms side by side, so its budget is the CPU time of the training process (all its
 threads: ``time.process_time``), with data loading in the same process (``num_workers=0``) for every arm.
@@ -10,6 +13,19 @@ from __future__ import annotations
 import time
 
 from lightning.pytorch.callbacks import Callback
+
+
+def budget_clock() -> str:
+    """The clock of a training budget on this machine: ``cpu`` (process CPU time) without a GPU; ``wall``
+    with one, where the work runs on the device and the host's CPU time does not measure it."""
+    import torch
+
+    return "wall" if torch.cuda.is_available() else "cpu"
+
+
+def clock_now(clock: str) -> float:
+    """Seconds on ``clock`` (``cpu``: this process's CPU time, all threads; ``wall``: a monotonic clock)."""
+    return time.process_time() if clock == "cpu" else time.perf_counter()
 
 
 class CpuBudget(Callback):

@@ -13,7 +13,7 @@ BASE_MIN=${BASE_MIN:-5.5}       # base model budget (minutes)
 STOP_AFTER=${STOP_AFTER:-6.0}   # start no table run after this many minutes
 JOBS=${JOBS:-8}
 EXPERIMENTS=${EXPERIMENTS:-ctc-fluo-n2dh-gowt1,ctc-fluo-n2dl-hela,dsb2018-subset,mbm-bonemarrow-dots,plantseg-nuclei-3d-crops}
-ARMS=${ARMS:-ours,peer,no_sep,no_ridges,uniform,no_elastic}
+ARMS=${ARMS:-ours,peer,no_sep,no_ridges,uniform,no_elastic,norm_instance,select_pq}
 SEEDS=${SEEDS:-ours=3,peer=3,1}
 export OUT
 mkdir -p "$OUT" /tmp/res /tmp/runs

@@ -168,8 +168,9 @@ def compose_config(
     minutes: float | None,
     overrides: Sequence[str] = (),
 ) -> Any:
-    """The training config of an experiment with a budget of ``minutes`` of CPU time
-    (``cpu_budget.CpuBudget``; ``trainer.max_time`` at 8x as a wall-clock safety net)."""
+    """The training config of an experiment with a budget of ``minutes``: CPU time without a GPU
+    (``cpu_budget.CpuBudget``; ``trainer.max_time`` at 8x as a safety net), wall-clock time with one."""
+    from cpu_budget import budget_clock
     from hydra import compose, initialize_config_dir
 
     from unet.config import register
@@ -181,12 +182,14 @@ def compose_config(
         f"paths.data_root={data_root}",
         "logger=csv",
     ]
-    if minutes is not None:  # CPU-time budget; the wall clock only as a safety net
+    if minutes is not None and budget_clock() == "cpu":  # CPU time; the wall clock only as a safety net
         args += [
             "+callbacks.cpu_budget._target_=cpu_budget.CpuBudget",
             f"+callbacks.cpu_budget.minutes={minutes}",
             f"++trainer.max_time='{max_time(8 * minutes)}'",
         ]
+    elif minutes is not None:
+        args.append(f"++trainer.max_time='{max_time(minutes)}'")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("train", overrides=[*args, *overrides])
 
@@ -294,6 +297,7 @@ def run_experiment(
     for the new run's). ``score_only``: train nothing, score the checkpoint already in ``runs`` and keep
     the training facts (minutes, budget, val metric) of this earlier record of it.
     """
+    from cpu_budget import budget_clock
     from hydra.utils import instantiate
 
     from unet.cli.train import train
@@ -322,7 +326,7 @@ def run_experiment(
         train_minutes=train_min,
         eval_seconds=time.perf_counter() - t1,
         budget_minutes=minutes,
-        budget_clock="cpu",
+        budget_clock=budget_clock(),
         overrides=list(overrides),
         tta=tta,
         anchors={k: {"value": v, "source": s} for k, (v, s) in ANCHORS.get(experiment, {}).items()},
@@ -487,6 +491,7 @@ def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
     ``unet/models/base/nuclei2d.ckpt``, trained by ``experiment=nuclei-base`` without the target); with
     ``--pretrained=dsb`` a model is first pretrained here on DSB 2018 (grayscale). Both arms train the same
     architecture (the pretrained one), with the same settings and budget; only the initialisation differs."""
+    from cpu_budget import budget_clock
     from hydra.utils import instantiate
 
     from unet.checkpoint import load_project_checkpoint
@@ -567,7 +572,7 @@ def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
                     "pretrain": {"experiment": pre_name, "checkpoint": str(pre_ckpt), "minutes": pre_minutes},
                     "architecture": arch,
                     "budget_minutes": budget(args.minutes, target),
-                    "budget_clock": "cpu",
+                    "budget_clock": budget_clock(),
                     "pretrain_budget_minutes": args.pretrain_minutes if pre_minutes is not None else None,
                     "overrides": sets,
                     "rows": rows,

@@ -5,8 +5,8 @@ doubling per level, as many as the config's ``model.net``), trained with :class:
 (soft-max, one-hot labels) on uniformly random crops with MONAI's own augmentation (rotation about the
 optical axis, flips, a smooth elastic deformation in 2D, a random gamma as the monotone intensity curve: the
 same kinds and ranges as ours, in MONAI's parametrisation), Adam at our learning rate, within the same
-budget: CPU time (``time.process_time``, data loading in the process as ours), wall-clock time on a GPU. Validation every
-``data.tiles_per_epoch`` steps scores the task's metric on the ``val``
+budget: CPU time (``time.process_time``, data loading in the process as ours), wall-clock time on a GPU.
+Validation every ``data.tiles_per_epoch`` steps scores the task's metric on the ``val``
 images (same selection rule as ours: the best checkpoint by ``val/iou`` or ``val/f1``); the test images are
 predicted with :func:`~monai.inferers.sliding_window_inference` (Gaussian blending, overlap 0.25) and the
 objects are connected components of the arg-max class map (segmentation) or the components' centres

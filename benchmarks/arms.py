@@ -56,6 +56,7 @@ ARMS: dict[str, list[str] | None] = {
     "no_elastic": ["data.augment.elastic_std=0"],
     "norm_instance": ["model.net.norm=instance"],
     "select_pq": ["task.monitor=val/pq"],
+    "norm_instance_pq": ["model.net.norm=instance", "task.monitor=val/pq"],
 }
 ARM_LABELS = {
     "ours": "ours",
@@ -66,8 +67,9 @@ ARM_LABELS = {
     "no_elastic": "no elastic",
     "norm_instance": "+ instance norm",
     "select_pq": "selected by val PQ",
+    "norm_instance_pq": "+ instance norm, selected by val PQ",
 }
-SEGMENTATION_ONLY = ("no_sep", "no_ridges", "select_pq")
+SEGMENTATION_ONLY = ("no_sep", "no_ridges", "select_pq", "norm_instance_pq")
 DETECTION = ("mbm-bonemarrow-dots",)
 DEFAULT_EXPERIMENTS = (
     "ctc-fluo-n2dh-gowt1",

@@ -49,6 +49,38 @@ def precision_reason(accelerator: str, precision: str) -> str:
     return f"{precision} (automatic)"
 
 
+#: the precisions a model can be applied in (Lightning's names; ``auto``: :func:`auto_precision`)
+APPLY_PRECISIONS = ("auto", "bf16-mixed", "16-mixed", "32-true", "32", "bf16", "16")
+
+
+def resolve_precision(precision: str | int | None, device: str | torch.device = "cpu") -> str:
+    """The precision a model is applied in on ``device``: ``auto`` (or None) follows the training rule
+    (:func:`auto_precision`), so validation and prediction run in the precision training chose;
+    ``32-true`` forces float32. Returns one of ``bf16-mixed``, ``16-mixed``, ``32-true``."""
+    text = "auto" if precision is None else str(precision)
+    if text not in APPLY_PRECISIONS:
+        raise ValueError(f"precision={text!r}: use one of {', '.join(APPLY_PRECISIONS)}")
+    dev = torch.device(device)
+    if text == "auto":
+        return auto_precision("gpu" if dev.type == "cuda" else dev.type if dev.type == "cpu" else "other")
+    return {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}.get(text, text)
+
+
+def autocast(precision: str, device: str | torch.device = "cpu"):
+    """The autocast context of a resolved precision on ``device`` (a no-op for ``32-true``): the same
+    region Lightning's mixed-precision plugin opens around a training or validation step."""
+    import contextlib
+
+    dev = torch.device(device)
+    if precision == "bf16-mixed":
+        return torch.autocast(dev.type, dtype=torch.bfloat16)
+    if precision == "16-mixed":
+        if dev.type != "cuda":
+            raise ValueError("precision=16-mixed needs a CUDA device; use bf16-mixed or 32-true")
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
 def register_resolvers() -> None:
     """Register Hydra's resolvers and generated config options: :func:`unet.config.register`.
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from unet.hardware import autocast, resolve_precision
 from unet.models import shapes
 
 log = logging.getLogger(__name__)
@@ -261,6 +262,7 @@ def predict_tiled(
     activation: str = "softmax",
     progress: Callable[[int], None] | None = None,
     name: str = "image",
+    precision: str = "32-true",
 ) -> Any:
     """Predict a whole image tile by tile.
 
@@ -277,6 +279,9 @@ def predict_tiled(
         activation: "softmax" (class probabilities) or "none" (raw scores).
         progress: called with the number of tiles done after each batch.
         name: used in error messages.
+        precision: ``32-true`` (float32), ``bf16-mixed`` / ``16-mixed`` (the network under autocast, as
+            Lightning runs a mixed-precision step; outputs and soft-max in float32) or ``auto``
+            (:func:`unet.hardware.resolve_precision`: native bf16 where the device has it).
 
     Returns:
         (K, *S) float32 class probabilities (or scores); ``out`` when given.
@@ -296,6 +301,7 @@ def predict_tiled(
     if device is None:
         device = next(net.parameters()).device
     device = torch.device(device)
+    precision = resolve_precision(precision, device)
     k = net.num_classes
     if out is None:
         out = np.zeros((k, *spatial), dtype=np.float32)
@@ -315,13 +321,13 @@ def predict_tiled(
                     raise ValueError(f"{name}: contains NaN or infinite values near {starts}")
             batch.append((tile, dst, src))
             if len(batch) == batch_size:
-                _run_batch(net, batch, members, device, activation, out)
+                _run_batch(net, batch, members, device, activation, out, precision)
                 done += len(batch)
                 batch = []
                 if progress is not None:
                     progress(done)
         if batch:
-            _run_batch(net, batch, members, device, activation, out)
+            _run_batch(net, batch, members, device, activation, out, precision)
             if progress is not None:
                 progress(done + len(batch))
     finally:
@@ -337,12 +343,14 @@ def _run_batch(
     device: torch.device,
     activation: str,
     out: Any,
+    precision: str = "32-true",
 ) -> None:
     x = torch.from_numpy(np.stack([np.asarray(t, dtype=np.float32) for t, _, _ in batch])).to(device)
     x = x.contiguous(memory_format=memory_format(x.ndim))
     acc = None
     for flips, rot in members:
-        y = net(_apply(x, flips, rot))
+        with autocast(precision, device):
+            y = net(_apply(x, flips, rot))
         if activation == "softmax":
             y = torch.softmax(y.float(), dim=1)
         y = _apply(y.float(), flips, rot, inverse=True)

@@ -77,8 +77,10 @@ def predict_image(
     device: torch.device | str | None = None,
     progress: Callable[[int], None] | None = None,
     name: str = "image",
+    precision: str = "auto",
 ) -> np.ndarray:
-    """Class probabilities (K, *S) on the image's own grid for a raw (C, *S) image."""
+    """Class probabilities (K, *S) on the image's own grid for a raw (C, *S) image, computed in
+    ``precision`` (``auto``: bf16 where the device has it natively, as training chooses; ``32-true``)."""
     check_tta(tta, card.element_size or element_size, name)
     x = normalize(np.asarray(image), card.normalization)
     shape = x.shape[1:]
@@ -87,7 +89,7 @@ def predict_image(
         x = resize(x, model_shape)
     return predict_model_grid(
         net, x, shape, tile_shape=tile_shape, batch_size=batch_size, tta=tta, device=device,
-        progress=progress, name=name,
+        progress=progress, name=name, precision=precision,
     )[1]
 
 
@@ -102,10 +104,12 @@ def predict_model_grid(
     device: torch.device | str | None = None,
     progress: Callable[[int], None] | None = None,
     name: str = "image",
+    precision: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The prediction step shared by :func:`predict_image` and validation: a normalised image already on
     the model's grid -> class probabilities (K, *S') on that grid (overlap-tile, TTA members averaged as
-    probabilities) and resampled to the image's own grid ``image_shape`` (the same array when equal)."""
+    probabilities) and resampled to the image's own grid ``image_shape`` (the same array when equal).
+    ``precision``: :func:`unet.hardware.resolve_precision` (validation passes the trainer's)."""
     probs = predict_tiled(
         net,
         x,
@@ -116,6 +120,7 @@ def predict_model_grid(
         activation="softmax",
         progress=progress,
         name=name,
+        precision=precision,
     )
     own = resize(probs, image_shape, antialias=False) if probs.shape[1:] != tuple(image_shape) else probs
     return probs, own

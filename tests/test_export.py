@@ -443,7 +443,8 @@ def test_predict_runs_an_exported_model_like_the_checkpoint(tmp_path: Path, kind
     io.write_tiff(
         image, np.random.default_rng(0).random((70, 90)).astype(np.float32), element_size=(0.5, 0.5)
     )
-    predict_files(ckpt, image, tmp_path / "a", progress=False, tile_shape=(44, 44))
+    # exported graphs run float32 (precision=auto picks it for them); the checkpoint is applied the same way
+    predict_files(ckpt, image, tmp_path / "a", progress=False, tile_shape=(44, 44), precision="32-true")
     predict_files(exported, image, tmp_path / "b", progress=False, tile_shape=(44, 44))
     predict_files(exported, image, tmp_path / "c", progress=False)  # tile from the default memory budget
     a = io.read_image(tmp_path / "a" / "cells_probabilities.tif").array

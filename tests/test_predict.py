@@ -260,7 +260,15 @@ def test_out_of_core_memory_is_bounded_by_the_tiles(tmp_path: Path, caplog, monk
     monkeypatch.setattr(unet.ooc, "write_rois_out_of_core", lambda *a, **k: 0)
     with caplog.at_level(logging.INFO, logger="unet.predict"):
         summary, peak = _traced_peak(
-            lambda: predict_files(ckpt, tmp_path / "big.tif", out, tile_shape=tile, out_of_core_mib=2, **FAST)
+            lambda: predict_files(
+                ckpt,
+                tmp_path / "big.tif",
+                out,
+                tile_shape=tile,
+                out_of_core_mib=2,
+                precision="32-true",
+                **FAST,
+            )
         )
     # measured ~0.18 of the image's probabilities and ~8 input tiles (about 6 tiles of reading,
     # normalising, batching and zarr chunk encoding plus ~0.2 MiB of fixed overhead): never the image
@@ -544,3 +552,33 @@ def test_two_processes_give_the_outputs_of_one(tmp_path: Path) -> None:
         "img1",
         "img2",
     ]
+
+
+def test_precision_is_chosen_by_the_training_rule_logged_and_forced(tmp_path: Path, caplog) -> None:
+    """precision=auto follows training's rule (bf16 only where the machine has it natively) and says so;
+    precision=32-true gives predict_tiled's float32 probabilities; bf16 can be forced (emulated where the
+    CPU lacks it) and differs from float32 only by bf16 rounding; an unknown value is refused up front."""
+    import tifffile
+
+    from unet.hardware import auto_precision
+
+    ckpt = _checkpoint(tmp_path / "m.ckpt", 2)
+    image = _image((40, 44), 3)
+    io.write_tiff(tmp_path / "img.tif", image)
+    net, _, _ = load_model(str(ckpt))
+    with caplog.at_level(logging.INFO, logger="unet.predict"):
+        predict_files(ckpt, tmp_path / "img.tif", tmp_path / "auto", **FAST)
+    assert f"precision {auto_precision('cpu')} (automatic" in caplog.text
+    results = {}
+    for precision in ("32-true", "bf16-mixed"):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="unet.predict"):
+            predict_files(ckpt, tmp_path / "img.tif", tmp_path / precision, precision=precision, **FAST)
+        assert f"precision {precision} (as configured)" in caplog.text
+        results[precision] = tifffile.imread(tmp_path / precision / "img_probabilities.tif")
+    np.testing.assert_allclose(results["32-true"], predict_tiled(net, normalize(image[None])), atol=1e-5)
+    diff = np.abs(results["32-true"] - results["bf16-mixed"]).max()
+    assert 0 < diff < 0.05, diff
+    with pytest.raises(ValueError, match="precision='fp8'"):
+        predict_files(ckpt, tmp_path / "img.tif", tmp_path / "bad", precision="fp8", **FAST)
+    assert not (tmp_path / "bad").exists()

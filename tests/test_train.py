@@ -348,10 +348,13 @@ def test_tiles_do_not_depend_on_workers(tmp_path) -> None:
         assert all(torch.equal(a[k], b[k]) for k in ("image", "target", "weights"))
 
 
-@pytest.mark.parametrize("tta", ["none", "flips"])
-def test_val_iou_is_predict_then_evaluate(tmp_path, tta) -> None:
+@pytest.mark.parametrize(
+    ("tta", "precision"), [("none", "32-true"), ("flips", "32-true"), ("none", "bf16-mixed")]
+)
+def test_val_iou_is_predict_then_evaluate(tmp_path, tta, precision) -> None:
     """val/iou is what a user gets from predict.py + evaluate.py on the same images: the mean over the val
-    images of the object IoU of predict_image's probabilities (TTA members averaged as probabilities)."""
+    images of the object IoU of predict_image's probabilities (TTA members averaged as probabilities), in
+    either precision (bf16 is forced here: on a CPU without native bf16 it runs emulated)."""
     import numpy as np
 
     from unet.evaluation import evaluate_pair
@@ -366,19 +369,34 @@ def test_val_iou_is_predict_then_evaluate(tmp_path, tta) -> None:
             "logger=csv",
             "trainer.max_epochs=1",
             f"model.val_tta={tta}",
+            f"trainer.precision={precision}",
         ],
     )
     task, model, dm, trainer = build(cfg)
     with torch.no_grad():  # an untrained net that predicts some foreground, so that IoUs are not all 0
         model.net.head.bias.copy_(torch.tensor([0.0, 0.3]))
     trainer.validate(model, datamodule=dm, verbose=False)
+    assert model.apply_precision == precision
     ious = []
     for item in [p.item for p in dm.val_images]:  # the raw images and annotations, as on disk
-        probs = predict_image(model.net, item.image, element_size=item.element_size, card=model.card, tta=tta)
+        probs = predict_image(
+            model.net, item.image, element_size=item.element_size, card=model.card, tta=tta, precision=precision
+        )
         pred = task.objects(probs, element_size=item.element_size)
         ious.append(evaluate_pair(task.ground_truth(item.annotation), pred, "segmentation")["mean_iou"])
     assert len(ious) == 3 and max(ious) > 0
     assert float(trainer.callback_metrics["val/iou"]) == pytest.approx(np.mean(ious), abs=1e-6)
+
+
+def test_prediction_and_training_choose_the_same_precision(tmp_path) -> None:
+    """precision=auto in predict (and validation) follows the rule training uses on this machine."""
+    from unet.hardware import auto_precision, resolve_precision
+
+    cfg = _cfg(tmp_path, [*FAST, *FAST_2D, "logger=csv"])
+    _, model, _, trainer = build(cfg)
+    model.trainer = trainer
+    assert str(trainer.precision) == auto_precision("cpu")
+    assert model.apply_precision == resolve_precision("auto", "cpu")
 
 
 def test_validation_images_pad_ranks_with_flagged_repeats(tmp_path, monkeypatch) -> None:

@@ -37,15 +37,18 @@ def auto_precision(accelerator: str = "auto") -> str:
     return "32-true"
 
 
-def precision_reason(accelerator: str, precision: str) -> str:
-    """One line for the run summary: the precision and why it was chosen."""
-    if precision != auto_precision(accelerator):
+def precision_reason(
+    accelerator: str, precision: str, requested: str | None = "auto", key: str = "trainer.precision"
+) -> str:
+    """One line for the run summary: the precision and why it was chosen (``requested``: what the user
+    asked for, ``auto`` or None for the automatic rule; ``key``: the option that overrides it)."""
+    if (requested not in (None, "auto")) or precision != auto_precision(accelerator):
         return f"{precision} (as configured)"
     if _cuda_target(accelerator):
         return f"{precision} (automatic: CUDA {'with' if 'bf16' in precision else 'without'} native bf16)"
     if accelerator in ("cpu", "auto"):
         why = "native bf16 (AVX512-BF16/AMX)" if "bf16" in precision else "no native bf16 on this CPU"
-        return f"{precision} (automatic: {why}; trainer.precision=... overrides)"
+        return f"{precision} (automatic: {why}; {key}=... overrides)"
     return f"{precision} (automatic)"
 
 

@@ -144,6 +144,7 @@ class LitUNet(L.LightningModule):
             tta=self.val_tta,
             device=self.device,
             name=str(item.meta.get("path", item.name)),
+            precision=self.apply_precision,
         )
         # the weighted loss on the model's grid; log(probabilities) are logits of the same soft-max
         log_probs = torch.from_numpy(np.log(np.maximum(probs, 1e-12)))[None]
@@ -183,6 +184,16 @@ class LitUNet(L.LightningModule):
             means = self.task.finish_validation(means)
         for k, value in means.items():
             self.log(f"val/{k}", value, prog_bar=k in ("iou", "f1"), sync_dist=False)
+
+    @property
+    def apply_precision(self) -> str:
+        """The precision validation applies the model in: the trainer's (``bf16-mixed``, ``16-mixed`` or
+        ``32-true``), the same that ``predict.py precision=auto`` picks on this machine by the same rule."""
+        trainer = self._trainer
+        text = str(getattr(trainer, "precision", "32-true")) if trainer is not None else "32-true"
+        if "bf16" in text:
+            return "bf16-mixed"
+        return "16-mixed" if text.startswith("16") else "32-true"
 
     def _val_tile(self, shape: Sequence[int]) -> tuple[int, ...]:
         """Largest validation tile that fits ``val_memory_mib`` (never larger than the image needs)."""

@@ -58,7 +58,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from unet import io, postprocess
 from unet.data.preprocess import scale_factors
-from unet.hardware import check_device, default_tile_budget_mib
+from unet.hardware import check_device, default_tile_budget_mib, precision_reason, resolve_precision
 from unet.memory import tile_shape_for_budget
 from unet.models import shapes
 from unet.models.unet import UNet
@@ -295,6 +295,7 @@ def predict_files(
     batch_size: int = 1,
     tta: str = "none",
     device: str | torch.device = "cpu",
+    precision: str = "auto",
     element_size: float | Sequence[float] | None = None,
     overwrite: bool = False,
     out_of_core_mib: float = 1024.0,
@@ -320,6 +321,10 @@ def predict_files(
         batch_size: Tiles per forward pass.
         tta: Test-time augmentation, ``"none"``, ``"flips"`` or ``"d4"``.
         device: Where the network runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+        precision: ``"auto"``: the rule training uses (bf16 autocast where the CPU or GPU computes bf16
+            natively, float32 elsewhere; :func:`unet.hardware.auto_precision`), so a model is applied in the
+            precision its checkpoint was validated and selected in; ``"32-true"`` forces float32,
+            ``"bf16-mixed"`` forces bf16 (emulated and slow on a CPU without it).
         element_size: µm per pixel (a number or one per spatial axis) of images without element size metadata.
         overwrite: Recompute images whose outputs are all present.
         out_of_core_mib: Images whose float32 probabilities exceed this many MiB are predicted out of core.
@@ -359,7 +364,14 @@ def predict_files(
     out_dir = Path(output_dir)
     paths = list_inputs(input, out_dir)
     dev = check_device(device)
+    applied = resolve_precision(precision, dev)
     net, task, card = load_any_model(ckpt)
+    if Path(ckpt).suffix.lower() in EXPORTED_SUFFIXES:  # graphs made for consumers run float32
+        if precision not in ("auto", None, "32-true", "32"):
+            raise ValueError(
+                f"{ckpt}: an exported model runs in float32; precision={precision} needs the checkpoint"
+            )
+        applied = "32-true"
     net.to(dev)
     if tile_shape is not None:
         shapes.output_shape(net.levels, tuple(int(t) for t in tile_shape))  # ValueError names valid shapes
@@ -395,11 +407,16 @@ def predict_files(
         for stale in io.clean_stale_temporaries(out_dir, names):
             log.info("removed %s (left by an interrupted run)", stale)
     log.info(
-        "%d image(s), %s model (%d class(es)), %d out of core -> %s",
+        "%d image(s), %s model (%d class(es)), %d out of core, precision %s -> %s",
         len(jobs),
         task.name,
         net.num_classes,
         sum(j.out_of_core for j in jobs),
+        precision_reason(
+            dev.type if dev.type != "cuda" else "gpu", applied, requested=precision, key="precision"
+        )
+        if Path(ckpt).suffix.lower() not in EXPORTED_SUFFIXES
+        else "32-true (an exported model)",
         out_dir,
     )
     choose_tile = _TileChooser(net, card, tile_shape, memory_budget_mib, int(batch_size), dev)
@@ -413,7 +430,13 @@ def predict_files(
                 log.info("%s: outputs present, skipped (overwrite=true recomputes)", job.path)
                 rows_per_image[job.name] = io.read_csv(job.outputs["objects"])
                 continue
-            opts = {"batch_size": int(batch_size), "tta": tta, "device": dev, "progress": progress}
+            opts = {
+                "batch_size": int(batch_size),
+                "tta": tta,
+                "device": dev,
+                "progress": progress,
+                "precision": applied,
+            }
             try:
                 if job.out_of_core:
                     rows_per_image[job.name] = predict_out_of_core(

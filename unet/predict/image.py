@@ -88,8 +88,16 @@ def predict_image(
     if model_shape != tuple(shape):
         x = resize(x, model_shape)
     return predict_model_grid(
-        net, x, shape, tile_shape=tile_shape, batch_size=batch_size, tta=tta, device=device,
-        progress=progress, name=name, precision=precision,
+        net,
+        x,
+        shape,
+        tile_shape=tile_shape,
+        batch_size=batch_size,
+        tta=tta,
+        device=device,
+        progress=progress,
+        name=name,
+        precision=precision,
     )[1]
 
 

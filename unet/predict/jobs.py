@@ -180,7 +180,9 @@ def _read_whole(job: Job, spatial_dims: int) -> np.ndarray:
     return image
 
 
-def predict_in_memory(job: Job, net, task, card, choose_tile, *, batch_size, tta, device, progress) -> list:
+def predict_in_memory(
+    job: Job, net, task, card, choose_tile, *, batch_size, tta, device, progress, precision="32-true"
+) -> list:
     image = _read_whole(job, net.spatial_dims)
     es = job.element_size
     model_shape = scaled_shape(job.shape, scale_factors(es, card.element_size))
@@ -198,6 +200,7 @@ def predict_in_memory(job: Job, net, task, card, choose_tile, *, batch_size, tta
             device=device,
             progress=update,
             name=str(job.path),
+            precision=precision,
         )
     probs = probs.astype(np.float32, copy=False)
     nd = len(job.shape)
@@ -219,7 +222,18 @@ def predict_in_memory(job: Job, net, task, card, choose_tile, *, batch_size, tta
 
 
 def predict_out_of_core(
-    job: Job, net, task, card, choose_tile, *, batch_size, tta, device, progress, block_bytes: float
+    job: Job,
+    net,
+    task,
+    card,
+    choose_tile,
+    *,
+    batch_size,
+    tta,
+    device,
+    progress,
+    block_bytes: float,
+    precision: str = "32-true",
 ) -> list[dict[str, Any]]:
     view = io.open_image(job.path, spatial_dims=net.spatial_dims).array
     lo, hi = channel_min_max(view, block_bytes, name=str(job.path))
@@ -249,6 +263,7 @@ def predict_out_of_core(
             out=z,
             progress=update,
             name=str(job.path),
+            precision=precision,
         )
     # instances, measurements, points and ROIs block by block (unet.ooc: equal to the in-core results)
     from unet import ooc

@@ -380,7 +380,12 @@ def test_val_iou_is_predict_then_evaluate(tmp_path, tta, precision) -> None:
     ious = []
     for item in [p.item for p in dm.val_images]:  # the raw images and annotations, as on disk
         probs = predict_image(
-            model.net, item.image, element_size=item.element_size, card=model.card, tta=tta, precision=precision
+            model.net,
+            item.image,
+            element_size=item.element_size,
+            card=model.card,
+            tta=tta,
+            precision=precision,
         )
         pred = task.objects(probs, element_size=item.element_size)
         ious.append(evaluate_pair(task.ground_truth(item.annotation), pred, "segmentation")["mean_iou"])

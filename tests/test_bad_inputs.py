@@ -51,6 +51,13 @@ def _nan_image(root: Path) -> Path:
     return root / "train" / "images" / "im1.tif"
 
 
+def _constant_image(root: Path) -> Path:
+    """A blank training image (all zeros) beside its label file with cells."""
+    path = root / "train" / "images" / "im1.tif"
+    io.write_tiff(path, np.zeros((64, 64), np.uint8))
+    return path
+
+
 def _inf_image(root: Path) -> Path:
     image = io.read_image(root / "train" / "images" / "im0.tif").array[0]
     image[0, 0] = np.inf
@@ -130,6 +137,7 @@ def _no_images_dir(root: Path) -> Path:
 CASES: list[tuple[str, Callable[[Path], Path] | None, list[str], str]] = [
     ("nan-in-training-image", _nan_image, [], r"NaN or infinite"),
     ("inf-in-training-image", _inf_image, [], r"NaN or infinite"),
+    ("constant-training-image-with-cells", _constant_image, [], r"im1\.tif: the image is constant .* object"),
     ("all-zero-validation-labels", _empty_val_labels, [], r"no validation image has an annotated object"),
     ("data-16x-coarser-than-model", _coarse(Path(), 16.0), ["model.element_size=[1.0,1.0]"], r"beyond 8x"),
     ("data-1000x-finer-than-model", _coarse(Path(), 0.001), ["model.element_size=[1.0,1.0]"], r"beyond 8x"),
@@ -267,8 +275,10 @@ def test_a_malicious_checkpoint_runs_nothing(trained, tmp_path) -> None:
     assert not (tmp_path / "pred").exists() or not any((tmp_path / "pred").iterdir())
 
 
-@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage", "a-tensor"])
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage", "a-tensor", "text", "pickle"])
 def test_damaged_checkpoints_are_named(trained, tmp_path, damage) -> None:
+    """Every unreadable model file gets the project's message with its path, and never torch's advice to
+    retry with weights_only=False (the one thing not to do with a file of unknown origin)."""
     path = tmp_path / f"{damage}.ckpt"
     data = trained.read_bytes()
     if damage == "empty":
@@ -277,9 +287,35 @@ def test_damaged_checkpoints_are_named(trained, tmp_path, damage) -> None:
         path.write_bytes(data[: len(data) // 2])
     elif damage == "garbage":
         path.write_bytes(pickle.dumps([1, 2, 3])[:5] + b"\x00" * 100)
+    elif damage == "text":  # arbitrary bytes (torch itself ends in "KeyError: 101")
+        path.write_bytes(b"hello checkpoint " * 500)
+    elif damage == "pickle":  # a plain pickle, not a torch file
+        path.write_bytes(pickle.dumps({"weights": [1.5] * 10}))
     else:
         torch.save(torch.zeros(3), path)
-    with pytest.raises(CheckpointError, match=rf"{damage}\.ckpt: .*(truncated or )?not a checkpoint|empty"):
+    with pytest.raises(
+        CheckpointError, match=rf"{damage}\.ckpt: .*(truncated or )?not a checkpoint|empty"
+    ) as e:
+        load_checkpoint(path)
+    assert "weights_only" not in str(e.value) and "Traceback" not in str(e.value)
+
+
+def test_an_unreadable_checkpoint_says_permission_denied(trained, tmp_path, monkeypatch) -> None:
+    """(Root reads any file, so the refusal of the file system is simulated.)"""
+    import builtins
+
+    import unet.checkpoint
+
+    path = tmp_path / "locked.ckpt"
+    path.write_bytes(trained.read_bytes())
+
+    def refuse(file, *a, **k):
+        if Path(file) == path:
+            raise PermissionError(13, "Permission denied", str(file))
+        return builtins.open(file, *a, **k)
+
+    monkeypatch.setattr(unet.checkpoint, "open", refuse, raising=False)
+    with pytest.raises(CheckpointError, match=r"locked\.ckpt: permission denied"):
         load_checkpoint(path)
 
 
@@ -306,6 +342,16 @@ def test_resume_from_a_truncated_last_ckpt_names_it(trained, tmp_path) -> None:
     cfg = _cfg(tmp_path / "run", ["data=folder", f"data.root={root}", *SMALL, f"ckpt_path={bad}"])
     with pytest.raises(CheckpointError, match=r"last\.ckpt: truncated or not a checkpoint"):
         train(cfg)
+
+
+def test_resume_with_another_network_names_the_checkpoint_and_the_settings(trained, tmp_path) -> None:
+    root = _folder(tmp_path / "data")
+    over = ["data=folder", f"data.root={root}", *SMALL, f"ckpt_path={trained}", "model.net.base_features=8"]
+    with pytest.raises(ValueError, match=r"last\.ckpt: cannot resume") as info:
+        train(_cfg(tmp_path / "run", over))
+    assert "model.net.base_features: checkpoint 4, this run 8" in str(info.value)
+    assert "size mismatch" not in str(info.value)
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_kill_during_training_then_resume(tmp_path) -> None:
@@ -461,3 +507,34 @@ def test_predict_tile_comes_from_a_machine_budget(trained, tmp_path, monkeypatch
     assert seen["budget"] == 64 * 2**20
     assert estimate_memory(seen["net"], seen["tile"]) <= 64 * 2**20
     assert max(seen["tile"]) < 1024
+
+
+def test_predict_into_a_read_only_folder_stops_before_any_work(trained, tmp_path, monkeypatch) -> None:
+    """A folder that refuses files is reported with its name before any image is predicted. (Root ignores
+    permission bits, so the refusal of the file system is simulated for that folder.)"""
+    import tempfile
+
+    from unet.predict import files as predict
+
+    _images(tmp_path / "in", 2)
+    out = tmp_path / "readonly"
+    out.mkdir()
+    out.chmod(0o555)
+    real = tempfile.mkstemp
+
+    def refuse(*a, dir=None, **k):
+        if dir is not None and Path(dir) == out:
+            raise PermissionError(13, "Permission denied")
+        return real(*a, dir=dir, **k)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    predicted = []
+    monkeypatch.setattr(predict, "predict_in_memory", lambda *a, **k: predicted.append(a) or [])
+    try:
+        with pytest.raises(
+            PermissionError, match=r"readonly: output folder is not writable \(Permission denied"
+        ):
+            predict.predict_files(trained, tmp_path / "in", out, progress=False)
+    finally:
+        out.chmod(0o755)
+    assert predicted == [] and list(out.iterdir()) == []

@@ -343,6 +343,11 @@ def test_errors_name_the_paths(tmp_path: Path) -> None:
     export_model(ckpt, folder, format="torchscript", overwrite=True)  # a folder there is replaced too
     assert load_exported(folder)[0].kind == "torchscript"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt", "m.ckpt"]
+    with pytest.raises(ExportError, match=r"m\.onnx: cannot write: its folder .*nowhere does not exist"):
+        export_model(ckpt, tmp_path / "nowhere" / "m.onnx", format="onnx")
+    with pytest.raises(ExportError, match=r"m\.onnx: cannot write: its folder .*a\.pt is a file"):
+        export_model(ckpt, tmp_path / "a.pt" / "m.onnx", format="onnx")
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_failed_export_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

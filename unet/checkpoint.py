@@ -19,7 +19,6 @@ import io as _io
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -31,24 +30,51 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be used (missing, truncated, not a checkpoint, unsafe)."""
 
 
+def _why(e: BaseException) -> str:
+    """torch's reason in one line, without its advice to retry with ``weights_only=False`` (the one thing
+    not to do with a file of unknown origin)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    keep = [ln for ln in lines if "weights_only" not in ln and "trusted source" not in ln.lower()]
+    for ln in keep:  # torch's own diagnosis, where it gives one
+        if ln.startswith("WeightsUnpickler error:"):
+            return ln[len("WeightsUnpickler error:") :].strip()[:200]
+    text = keep[0].split(". ")[0].rstrip(".")[:200] if keep else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint safely (``weights_only=True``); errors name the file and say what is wrong."""
+    """Read a checkpoint safely (``weights_only=True``); every failure is a :class:`CheckpointError` that
+    names the file and says what is wrong (missing, unreadable, empty, truncated, foreign, unsafe)."""
     p = Path(path)
+    if p.is_dir():
+        raise CheckpointError(f"{p}: a directory, not a checkpoint file")
     if not p.is_file():
         raise CheckpointError(f"{p}: no such checkpoint file")
-    if p.stat().st_size == 0:
-        raise CheckpointError(f"{p}: empty file (truncated or not a checkpoint)")
+    try:
+        if p.stat().st_size == 0:
+            raise CheckpointError(f"{p}: empty file (truncated or not a checkpoint)")
+        with open(p, "rb") as f:
+            head = f.read(4)
+    except PermissionError:
+        raise CheckpointError(f"{p}: permission denied: this user cannot read the checkpoint") from None
+    except OSError as e:
+        raise CheckpointError(f"{p}: cannot be read ({e.strerror or e})") from None
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except PermissionError:
+        raise CheckpointError(f"{p}: permission denied: this user cannot read the checkpoint") from None
     except pickle.UnpicklingError as e:
         if "GLOBAL" in str(e).upper().replace("UNSUPPORTED GLOBAL", "GLOBAL"):
             raise CheckpointError(
                 f"{p}: refused: the file contains Python objects that would run code when loaded "
                 "(checkpoints of this project hold only tensors and plain values); not loading it"
             ) from None
-        raise CheckpointError(f"{p}: truncated or not a checkpoint ({e})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise CheckpointError(f"{p}: truncated or not a checkpoint ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{p}: truncated or not a checkpoint ({_why(e)})") from None
+    except Exception as e:  # anything torch raises on foreign bytes (KeyError, RuntimeError, EOFError, ...)
+        kind = (
+            "truncated or not a checkpoint" if head[:2] == b"PK" else "not a checkpoint (not a PyTorch file)"
+        )
+        raise CheckpointError(f"{p}: {kind} ({_why(e)})") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{p}: not a checkpoint (a {type(ckpt).__name__}, not a dict)")
     return ckpt

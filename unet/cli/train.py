@@ -153,9 +153,12 @@ def train(cfg: DictConfig) -> float | None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path:
-        load_checkpoint(ckpt_path)  # missing, truncated or unsafe: a clear error before anything is prepared
+    resumed = None
+    if ckpt_path:  # missing, truncated or unsafe: a clear error before anything is prepared
+        resumed = load_checkpoint(ckpt_path)
     _task, model, datamodule, trainer = build(cfg)
+    if resumed is not None:
+        check_resume_matches(ckpt_path, resumed, model)
     if trainer.is_global_zero:
         log.info(
             "run summary\n%s",
@@ -191,6 +194,33 @@ def train(cfg: DictConfig) -> float | None:
             getattr(ckpt, "best_model_path", None) or "-",
         )
     return value
+
+
+def check_resume_matches(ckpt_path: Any, ckpt: dict[str, Any], model: Any) -> None:
+    """Resuming needs the network the checkpoint was trained with: name the checkpoint and every setting of
+    the network that differs (instead of Lightning's list of tensor size mismatches)."""
+
+    def plain(v: Any) -> Any:
+        return [plain(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+    saved = (ckpt.get("unet_card") or {}).get("net")
+    if saved is None:
+        raise ValueError(
+            f"{ckpt_path}: not a checkpoint of this project (no 'unet_card'); cannot resume from it"
+        )
+    ours = model.card.to_dict()["net"]
+    diffs = [
+        f"model.net.{k}: checkpoint {plain(saved.get(k))!r}, this run {plain(ours.get(k))!r}"
+        for k in sorted(set(saved) | set(ours))
+        if plain(saved.get(k)) != plain(ours.get(k))
+    ]
+    if diffs:
+        raise ValueError(
+            f"{ckpt_path}: cannot resume: the checkpoint's network differs from this run's config:\n  "
+            + "\n  ".join(diffs)
+            + "\nresume with the run's own settings (its .hydra/config.yaml), or start a new run from its "
+            "weights with model.init_from=<checkpoint>"
+        )
 
 
 def _hp_metrics(task: Any) -> list[str]:

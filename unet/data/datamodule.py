@@ -46,6 +46,7 @@ def to_model_grid(
     if not np.isfinite(item.image).all():
         bad = int(np.size(item.image) - np.isfinite(item.image).sum())
         raise ValueError(f"{name}: {bad} NaN or infinite pixel value(s); fix or mask them before training")
+    _refuse_blank_image(item, name)
     factors = scale_factors(item.element_size, model_element_size)
     if factors is not None and any(f > max_rescale or f < 1 / max_rescale for f in factors):
         raise ValueError(
@@ -84,6 +85,27 @@ def to_model_grid(
     mass = float((target > 0).sum() + v_bal * ((target == 0) & (pdf > 0)).sum())
     image = np.ascontiguousarray(image, np.float32)
     return PreparedImage(item, image, target, weights, TileSampler(pdf), mass)
+
+
+def _refuse_blank_image(item: Any, name: str) -> None:
+    """Refuse a constant image (every pixel of every channel equal) whose annotation holds objects: nothing
+    can be learnt from it, and it is nearly always the wrong file (a blank export, a failed acquisition)."""
+    image = np.asarray(item.image)
+    if image.size == 0 or image.min() != image.max():
+        return
+    ann = item.annotation
+    n = 0
+    if ann.labels is not None:
+        n = len(np.unique(ann.labels[ann.labels > 0]))
+    elif ann.points is not None:
+        n = len(ann.points)
+    elif ann.mask is not None and (ann.mask > 0).any():
+        n = 1
+    if n:
+        raise ValueError(
+            f"{name}: the image is constant (every pixel is {image.flat[0]:g}) but its annotation has "
+            f"{n} object(s): probably a blank or wrong image file; replace it or remove it from the folder"
+        )
 
 
 class UNetDataModule(L.LightningDataModule):

@@ -348,8 +348,6 @@ class DatasetSource(_Splits):
         return items
 
 
-
-
 def _crop(image: np.ndarray, ann: Annotation, region: Region) -> tuple[np.ndarray, Annotation]:
     """Cut a region out of an image (C, *S) and its annotation (points are kept inside and shifted)."""
     shape = image.shape[1:]
@@ -397,6 +395,8 @@ class ConcatSource(_Splits):
         out = []
         for s in self.sources:
             prefix = Path(str(getattr(s, "root", ""))).name
-            out += [dataclasses.replace(it, name=f"{prefix}:{it.name}" if prefix else it.name)
-                    for it in getattr(s, f"{split}_items")()]
+            out += [
+                dataclasses.replace(it, name=f"{prefix}:{it.name}" if prefix else it.name)
+                for it in getattr(s, f"{split}_items")()
+            ]
         return out

@@ -59,8 +59,8 @@ def export_model(
         The path written.
 
     Raises:
-        ExportError: unknown format, ``output`` exists (and not ``overwrite``), invalid shapes, a
-            missing optional package, or a package that fails the bioimage.io test.
+        ExportError: unknown format, ``output``'s folder missing, ``output`` exists (and not ``overwrite``),
+            invalid shapes, a missing optional package, or a package that fails the bioimage.io test.
         unet.checkpoint.CheckpointError: missing or unreadable checkpoint (the message names it).
     """
     if format not in FORMATS:
@@ -68,6 +68,9 @@ def export_model(
     if not Path(ckpt_path).is_file():
         raise CheckpointError(f"{ckpt_path}: no such checkpoint file")
     out = Path(output)
+    if not out.parent.is_dir():
+        what = "is a file, not a folder" if out.parent.exists() else "does not exist"
+        raise ExportError(f"{out}: cannot write: its folder {out.parent} {what}; create the folder first")
     if (out.exists() or out.is_symlink()) and not overwrite:
         raise ExportError(f"{out}: output exists; pass overwrite=true to replace it")
     if format == "bioimageio":

@@ -401,7 +401,7 @@ def predict_files(
             failures.append((p, _reason(e, p)))
     if not jobs and failures and world == 1:  # nothing to predict: nothing is written
         raise PredictionFailed(failures, [])
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(out_dir)  # before any image is predicted
     for job in jobs:  # hidden temporaries a killed run left behind
         names = [f"{job.name}{suffix}" for suffix in OUTPUT_SUFFIXES.values()]
         for stale in io.clean_stale_temporaries(out_dir, names):
@@ -470,6 +470,27 @@ def predict_files(
     if failures:
         raise PredictionFailed(failures, summary)
     return summary
+
+
+def check_writable_folder(folder: Path) -> None:
+    """Create ``folder`` if needed and prove it takes files (a probe file is written and removed), so that a
+    read-only or full output folder stops the run before any work instead of failing every write.
+
+    Raises:
+        PermissionError / OSError: naming the folder and the problem.
+    """
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        why = e.strerror or str(e)
+        raise type(e)(
+            e.errno, f"{folder}: output folder is not writable ({why}); choose another output_dir"
+        ) from None
 
 
 def _merge_shards(

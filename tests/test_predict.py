@@ -582,3 +582,20 @@ def test_precision_is_chosen_by_the_training_rule_logged_and_forced(tmp_path: Pa
     with pytest.raises(ValueError, match="precision='fp8'"):
         predict_files(ckpt, tmp_path / "img.tif", tmp_path / "bad", precision="fp8", **FAST)
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("native", ["0", "1"])
+def test_the_automatic_precision_on_both_kinds_of_cpu(tmp_path: Path, caplog, monkeypatch, native) -> None:
+    """With and without native bf16 (UNET_NATIVE_BF16 stands in for the other kind of CPU), training's rule,
+    validation's and predict's choice agree, and predict says which it took and why."""
+    from unet.hardware import auto_precision, resolve_precision
+
+    monkeypatch.setenv("UNET_NATIVE_BF16", native)
+    expect = "bf16-mixed" if native == "1" else "32-true"
+    assert auto_precision("cpu") == resolve_precision("auto", "cpu") == expect
+    ckpt = _checkpoint(tmp_path / "m.ckpt", 2)
+    io.write_tiff(tmp_path / "img.tif", _image((40, 44), 4))
+    with caplog.at_level(logging.INFO, logger="unet.predict"):
+        predict_files(ckpt, tmp_path / "img.tif", tmp_path / "out", **FAST)
+    why = "native bf16 (AVX512-BF16/AMX)" if native == "1" else "no native bf16 on this CPU"
+    assert f"precision {expect} (automatic: {why}; precision=... overrides)" in caplog.text

@@ -16,9 +16,19 @@ from __future__ import annotations
 
 import torch
 
+#: environment variable that overrides the CPU's bf16 detection (``0`` or ``1``): runs the automatic rule as
+#: on the other kind of CPU, e.g. the test suite (``UNET_NATIVE_BF16=0 python -m pytest``)
+NATIVE_BF16_ENV = "UNET_NATIVE_BF16"
+
 
 def cpu_has_native_bf16() -> bool:
-    """True if the CPU has AVX512-BF16 or AMX (oneDNN then runs bf16 convolutions natively)."""
+    """True if the CPU has AVX512-BF16 or AMX (oneDNN then runs bf16 convolutions natively), unless
+    ``UNET_NATIVE_BF16`` says otherwise (``0``/``1``)."""
+    import os
+
+    forced = os.environ.get(NATIVE_BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
     cpu = getattr(torch, "cpu", None)
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)

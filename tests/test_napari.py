@@ -433,6 +433,25 @@ def test_widget_detection_adds_points(gui, plugin, qtbot, tmp_path, trained_net)
     assert "point(s) in 'spots'" in widget.status.text()
 
 
+def test_widget_3d_anisotropic(gui, plugin, qtbot, tmp_path):
+    """A 3D model on an anisotropic 3D layer; the model's element size differs (rescaled and back)."""
+    viewer = gui()
+    net = UNet(in_channels=1, spatial_dims=3, depth=1, base_features=2)
+    ckpt = _save(net, tmp_path / "vol.ckpt", element_size=(1.0, 0.5, 0.5))
+    es = (2.0, 0.5, 0.5)
+    image, _ = synthetic_cells((10, 40, 36), np.random.default_rng(6), n_cells=4, element_size=es)
+    viewer.add_image(image[0], name="stack", scale=(2.0, 0.5, 0.5))
+    widget = _dock(viewer)
+    widget.model_edit.setText(str(ckpt))
+    _run(qtbot, widget)
+    assert widget.last is not None, widget.status.toolTip()
+    for name in ("stack probabilities class 1", "stack labels"):
+        layer = viewer.layers[name]
+        assert layer.data.shape == (10, 40, 36) and tuple(layer.scale) == (2.0, 0.5, 0.5), name
+    assert widget.last.element_size == (2.0, 0.5, 0.5)
+    assert "element size 2 x 0.5 x 0.5 µm" in widget.status.text()
+
+
 def test_widget_refuses_a_mismatched_model(gui, plugin, qtbot, tmp_path):
     viewer = gui()
     ckpt = _save(UNet(in_channels=1, spatial_dims=3, depth=1, base_features=2), tmp_path / "vol.ckpt")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,22 +49,33 @@ PLUGIN = "freiburg-unet"
 # ----------------------------------------------------------------------------------------------------
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the X server gets SIGTERM when the test process ends (after Qt closed its connection)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _display():
-    """An X server for napari's OpenGL canvas (session scope: before pytest-qt's QApplication exists)."""
+    """An X server for napari's OpenGL canvas (session scope: before pytest-qt's QApplication exists).
+
+    It outlives the session on purpose: Qt keeps its X connection until the process exits, and an X server
+    gone before that makes Xlib end the process with exit status 1. It ends with the test process.
+    """
     if os.environ.get("DISPLAY"):
-        yield os.environ["DISPLAY"]
-        return
+        return os.environ["DISPLAY"]
     xvfb = shutil.which("Xvfb")
     if xvfb is None:
-        yield None  # the GUI tests skip themselves
-        return
+        return None  # the GUI tests skip themselves
     read, write = os.pipe()
     proc = subprocess.Popen(
         [xvfb, "-displayfd", str(write), "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
         pass_fds=(write,),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
     os.close(write)
     with os.fdopen(read) as fh:
@@ -72,12 +84,20 @@ def _display():
         proc.kill()
         pytest.fail("Xvfb did not start")
     os.environ["DISPLAY"] = f":{number}"
-    try:
-        yield os.environ["DISPLAY"]
-    finally:
+    _started_display.append(os.environ["DISPLAY"])
+    return os.environ["DISPLAY"]
+
+
+_started_display: list[str] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _display_for_this_module_only(_display):
+    """``DISPLAY`` set by :func:`_display` is unset again after this module (Qt stays connected), so the
+    tests that pytest-xdist runs later in this process see the headless machine they expect."""
+    yield
+    if _started_display and os.environ.get("DISPLAY") == _started_display[0]:
         del os.environ["DISPLAY"]
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture

@@ -35,7 +35,8 @@ from unet.napari.apply import ModelMismatch, layer_element_size, run_prediction 
 from unet.predict.image import ModelCard  # noqa: E402
 from unet.tasks import DetectionTask, SegmentationTask  # noqa: E402
 
-# one worker for the module under pytest-xdist: one X server, one trained model
+# asks pytest-xdist for one worker (one X server, one trained model); pytest 9.2 + xdist 3.8 may still split
+# the module, which only costs time: each worker starts its own X server and trains its own model
 pytestmark = pytest.mark.xdist_group("napari")
 
 ROOT = Path(__file__).resolve().parents[1]

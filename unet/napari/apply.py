@@ -24,10 +24,10 @@ import torch
 
 from unet import postprocess
 from unet.data.preprocess import scale_factors, scaled_shape
-from unet.hardware import default_tile_budget_mib, resolve_precision
+from unet.hardware import default_tile_budget_mib
 from unet.memory import tile_shape_for_budget
 from unet.models import shapes
-from unet.predict.files import EXPORTED_SUFFIXES, load_any_model
+from unet.predict.files import EXPORTED_SUFFIXES, load_any_model, model_precision
 from unet.predict.image import ModelCard, predict_image
 from unet.tiling import plan_tiles
 
@@ -185,6 +185,7 @@ def run_prediction(
         device=dev,
     )
     total = len(plan_tiles(net.levels, model_shape, tile))
+    applied = model_precision(model_path, "auto", dev)  # predict.py's rule (exported graphs: float32)
     if progress is not None:
         progress(0, total)
     probs = predict_image(
@@ -197,7 +198,7 @@ def run_prediction(
         device=dev,
         progress=None if progress is None else (lambda done: progress(done, total)),
         name=name,
-        precision="auto",
+        precision=applied,
     ).astype(np.float32, copy=False)
     labels, class_of = task.instance_labels(probs, element_size=es)
     points = classes = None
@@ -213,7 +214,7 @@ def run_prediction(
         task=task.name,
         card=card,
         element_size=es,
-        precision=resolve_precision("auto", dev),
+        precision=applied,
         device=str(dev),
         tiles=total,
     )

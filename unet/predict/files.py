@@ -364,14 +364,8 @@ def predict_files(
     out_dir = Path(output_dir)
     paths = list_inputs(input, out_dir)
     dev = check_device(device)
-    applied = resolve_precision(precision, dev)
+    applied = model_precision(ckpt, precision, dev)
     net, task, card = load_any_model(ckpt)
-    if Path(ckpt).suffix.lower() in EXPORTED_SUFFIXES:  # graphs made for consumers run float32
-        if precision not in ("auto", None, "32-true", "32"):
-            raise ValueError(
-                f"{ckpt}: an exported model runs in float32; precision={precision} needs the checkpoint"
-            )
-        applied = "32-true"
     net.to(dev)
     if tile_shape is not None:
         shapes.output_shape(net.levels, tuple(int(t) for t in tile_shape))  # ValueError names valid shapes
@@ -532,6 +526,19 @@ def _merge_shards(
 
 #: file endings of exported models (``python -m unet.export``) that predict accepts instead of a checkpoint
 EXPORTED_SUFFIXES = (".onnx", ".pt", ".ts", ".torchscript", ".jit")
+
+
+def model_precision(path: str | os.PathLike, precision: str | None, device: Any) -> str:
+    """The precision the model file ``path`` is applied in on ``device``: a checkpoint by
+    :func:`unet.hardware.resolve_precision` (``auto``: training's rule), an exported graph (made for consumers
+    that run float32) always in float32; asking for bf16 with an exported graph is refused."""
+    if Path(path).suffix.lower() in EXPORTED_SUFFIXES:
+        if precision not in ("auto", None, "32-true", "32"):
+            raise ValueError(
+                f"{path}: an exported model runs in float32; precision={precision} needs the checkpoint"
+            )
+        return "32-true"
+    return resolve_precision(precision, device)
 
 
 def load_any_model(path: str | os.PathLike) -> tuple[Any, Any, ModelCard]:

@@ -8,9 +8,10 @@ For every experiment (``conf/experiment/<name>.yaml``, one per folder of ``../sh
 2. load the best checkpoint (:func:`unet.predict.image.load_model`) and predict the ``test`` split, which no
    training run ever reads (:meth:`unet.data.datasets.DatasetSource.test_items`), through
    :func:`unet.predict.image.predict_image` at the item's element size, objects from the task;
-3. score with :func:`unet.evaluation.evaluate_pair`: segmentation: mean object IoU (Falk 2019 M6.1) and F1
-   at IoU 0.5; detection: F1 within ``d_match`` (M6.2) and the absolute count error; ISBI 2012 also the EM
-   scores of the cell-interior probability (:func:`unet.metrics.em_scores`: pixel error, Rand error);
+3. score with :func:`unet.evaluation.evaluate_pair`: segmentation: mean object IoU (Falk 2019 M6.1), F1
+   and AP@0.5 (``tp / (tp + fp + fn)``, StarDist / DSB 2018) at IoU 0.5; detection: F1 within ``d_match``
+   (M6.2) and the absolute count error; ISBI 2012 also the EM scores of the cell-interior probability
+   (:func:`unet.metrics.em_scores`: pixel error, Rand error);
 4. merge the numbers into ``<out>/quality.json`` and rewrite the table ``<out>/quality.md`` (dataset, task,
    metric, ours, anchor with its source, training minutes, test images).
 
@@ -78,6 +79,7 @@ EXPERIMENTS = (
 METRIC_LABELS = {
     "mean_iou": "mean object IoU (M6.1)",
     "f1": "F1 @ IoU 0.5",
+    "ap50": "AP@0.5 = TP / (TP + FP + FN) at IoU 0.5",
     "det_f1": "F1 (d_match 6 px, M6.2)",
     "count_error": "count error (MAE per image)",
     "foreground_iou": "foreground IoU (semantic, pixels)",
@@ -233,7 +235,8 @@ def score_items(task: Any, source: Any, probabilities: Any, *, em: bool = False)
 
     Segmentation: objects by the task's instance method (the one validation chose under ``instances=auto``)
     and, beside it, the scores of both methods (``mean_iou_components``, ``f1_...``, ``ap_...``):
-    mean object IoU (M6.1), F1 at IoU 0.5, ``ap`` (DSB 2018: mean over IoU 0.5:0.9). Detection: F1 within
+    mean object IoU (M6.1), F1 and ``ap50`` (``tp / (tp + fp + fn)``) at IoU 0.5, ``ap`` (DSB 2018: mean
+    over IoU 0.5:0.9); ``pooled`` has ``ap50`` of the summed counts. Detection: F1 within
     ``d_match`` (M6.2) and the count error. ``em``: also the EM scores of the cell-interior probability."""
     from unet.evaluation import evaluate_pair
     from unet.report import column_means, pooled
@@ -255,7 +258,7 @@ def score_items(task: Any, source: Any, probabilities: Any, *, em: bool = False)
                 if ann.ignore is not None:
                     pred = np.where(ann.ignore, 0, pred)
                 r = evaluate_pair(gt, pred, "segmentation")
-                row.update({f"{k}_{method}": r[k] for k in ("mean_iou", "f1", "ap")})
+                row.update({f"{k}_{method}": r[k] for k in ("mean_iou", "f1", "ap50", "ap")})
                 if method == task.method:
                     row.update(r)
             row["instances"] = task.method
@@ -275,7 +278,8 @@ def score_items(task: Any, source: Any, probabilities: Any, *, em: bool = False)
         rows.append(row)
     mean = column_means(rows, [k for k in rows[0] if k not in ("image", "instances")], missing=None)
     counts = ("tp", "fp", "fn")
-    pool = pooled(rows, counts) if all(k in rows[0] for k in counts) else {}
+    seg = task.name == "segmentation"
+    pool = pooled(rows, counts, ap50=seg) if all(k in rows[0] for k in counts) else {}
     return {"task": task.name, "images": rows, "mean": mean, "pooled": pool, "n_test": len(rows)}
 
 
@@ -362,6 +366,19 @@ def _device() -> str:
 
 
 # ------------------------------------------------------------------------------------------ reports
+def record_mean(record: dict[str, Any], key: str) -> float | None:
+    """A record's mean of ``key`` over its test images; ``ap50`` of a record written before it was
+    reported is the mean of AP@0.5 computed from the per-image ``tp``/``fp``/``fn`` (matches at IoU 0.5),
+    so that old and new records mix in one table (:func:`unet.report.ap50_of_rows`)."""
+    value = record.get("mean", {}).get(key)
+    if value is not None or key != "ap50" or record.get("task") != "segmentation":
+        return value
+    from unet.report import ap50_of_rows
+
+    values = [v for v in ap50_of_rows(record.get("images", [])) if v is not None]
+    return float(np.mean(values)) if values else None
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "–"
@@ -373,7 +390,7 @@ def _fmt(v: Any) -> str:
 def table_rows(result: dict[str, Any]) -> list[list[str]]:
     """Markdown rows of one experiment's result."""
     exp = result["experiment"]
-    metrics = ["det_f1", "count_error"] if result["task"] == "detection" else ["mean_iou", "f1"]
+    metrics = ["det_f1", "count_error"] if result["task"] == "detection" else ["mean_iou", "f1", "ap50"]
     if exp in SEMANTIC:  # merged touching objects in the ground truth: pixel overlap is the measure
         metrics = ["foreground_iou", "foreground_dice", *metrics]
     if exp.startswith("isbi2012"):
@@ -381,7 +398,7 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
     anchors = ANCHORS.get(exp, {})
     rows = []
     for m in metrics:
-        value = result["mean"].get(m)
+        value = record_mean(result, m)
         if m in anchors:
             a, source = anchors[m]
             anchor = f"{a:g} — {source}" if a is not None else source

@@ -189,3 +189,33 @@ def test_cpu_budget_counts_process_time_not_the_wall_clock(tmp_path: Path) -> No
         sum(range(1000))
     budget.on_train_batch_end(trainer)
     assert trainer.should_stop
+
+
+def test_recipe_table_ap50_mixes_old_and_new_records() -> None:
+    """AP@0.5 = tp / (tp + fp + fn) at IoU 0.5: from a record's ``ap50`` where it has one, else from the
+    per-image tp/fp/fn of records written before it was reported."""
+    import arms
+    import quality
+
+    def rec(seed: int, images: list[dict], mean: dict) -> dict:
+        return {
+            "experiment": "dsb2018-subset",
+            "task": "segmentation",
+            "arm": "ours",
+            "seed": seed,
+            "mean": {"mean_iou": 0.7, "f1": 0.8, "ap": 0.5, **mean},
+            "images": images,
+            "train_minutes": 4.0,
+            "n_test": len(images),
+        }
+
+    old = rec(0, [{"tp": 1, "fp": 2, "fn": 2}, {"tp": 3, "fp": 0, "fn": 1}], {})  # 0.2 and 0.75
+    new = rec(1, [{"tp": 1, "fp": 0, "fn": 0, "ap50": 1.0}], {"ap50": 0.5})  # the stored mean wins
+    assert quality.record_mean(old, "ap50") == pytest.approx(0.475)
+    assert quality.record_mean(new, "ap50") == 0.5
+    row = next(line for line in arms.table([old, new]) if "| AP@0.5 |" in line)
+    mean, sd = np.mean([0.475, 0.5]), np.std([0.475, 0.5], ddof=1)
+    assert f"| {mean:.3f} ± {sd:.3f} |" in row and sd > 0.01
+    assert next(line for line in quality.table_rows(old) if "AP@0.5" in line[2])[3] == "0.4750"
+    detection = {**old, "task": "detection", "experiment": "mbm-bonemarrow-dots"}
+    assert quality.record_mean(detection, "ap50") is None

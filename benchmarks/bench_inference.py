@@ -1,6 +1,6 @@
 """Overlap-tile inference speed: ours against MONAI's sliding_window_inference, side by side in one run.
 
-    python benchmarks/bench_inference.py [--size 2048] [--threads 2] [--repeats 2]
+    python -m benchmarks.bench_inference [--size 2048] [--threads 2] [--repeats 2]
 
 A 2048x2048 single-channel image; ours: UNet(base_features=16, depth=4) with the tile chosen from a
 memory budget; MONAI: BasicUNet with the same widths (16..256), overlap 0.25, gaussian blending.
@@ -11,24 +11,15 @@ large sgemm measured in the same run, and peak tensor memory.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.common import best_of
 from unet.memory import LiveTensorBytes, tile_shape_for_budget
 from unet.models.unet import UNet
 from unet.tiling import plan_tiles, predict_tiled
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def sgemm_gflops(n: int = 4096, repeats: int = 3) -> float:

@@ -1,9 +1,8 @@
 """The recipe's switches used by the ablations (tile sampling), the base model's pieces (several sources as
-one, a slim model file) and the recipe table's arithmetic (benchmarks/arms.py)."""
+one, a slim model file) and the recipe table's arithmetic (benchmarks.arms)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,6 @@ from unet.models import shapes
 from unet.models.unet import UNet
 from unet.predict.image import ModelCard, load_model
 from unet.tasks import SegmentationTask
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 def _item(name: str = "a", ignore: bool = True) -> Item:
@@ -113,7 +110,7 @@ def test_slim_checkpoint_is_smaller_and_predicts_like_the_full_one(tmp_path: Pat
 
 
 def test_recipe_table_means_spreads_and_what_each_part_pays() -> None:
-    import arms
+    from benchmarks import arms
 
     def rec(arm: str, seed: int, iou: float) -> dict:
         mean = {
@@ -141,7 +138,7 @@ def test_recipe_table_means_spreads_and_what_each_part_pays() -> None:
 
 
 def test_recipe_jobs_skip_separation_ablations_for_detection() -> None:
-    import arms
+    from benchmarks import arms
 
     jobs = arms.jobs_for(
         ["mbm-bonemarrow-dots", "ctc-fluo-n2dh-gowt1"], ["ours", "no_sep", "uniform"], {"ours": 2, "*": 1}
@@ -154,7 +151,7 @@ def test_recipe_jobs_skip_separation_ablations_for_detection() -> None:
 
 
 def test_peer_widths_and_crop_follow_ours() -> None:
-    import peer_monai
+    from benchmarks import peer_monai
 
     class Net(dict):
         __getattr__ = dict.get
@@ -172,11 +169,12 @@ def test_cpu_budget_counts_process_time_not_the_wall_clock(tmp_path: Path) -> No
     import time
     from types import SimpleNamespace
 
-    import quality
-    from cpu_budget import CpuBudget
     from hydra.utils import instantiate
 
-    cfg = quality.compose_config("ctc-fluo-n2dh-gowt1", tmp_path, tmp_path, 0.5 / 60, [])
+    from benchmarks.common import compose_config
+    from benchmarks.cpu_budget import CpuBudget
+
+    cfg = compose_config("ctc-fluo-n2dh-gowt1", tmp_path, tmp_path, 0.5 / 60, [])
     budget = instantiate(cfg.callbacks.cpu_budget)
     assert isinstance(budget, CpuBudget) and budget.seconds == pytest.approx(0.5)
     trainer = SimpleNamespace(should_stop=False)
@@ -194,8 +192,7 @@ def test_cpu_budget_counts_process_time_not_the_wall_clock(tmp_path: Path) -> No
 def test_recipe_table_ap50_mixes_old_and_new_records() -> None:
     """AP@0.5 = tp / (tp + fp + fn) at IoU 0.5: from a record's ``ap50`` where it has one, else from the
     per-image tp/fp/fn of records written before it was reported."""
-    import arms
-    import quality
+    from benchmarks import arms, quality
 
     def rec(seed: int, images: list[dict], mean: dict) -> dict:
         return {

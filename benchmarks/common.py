@@ -3,7 +3,8 @@ training and scoring one experiment (what ``quality``, ``arms``, ``peer_monai`` 
 
 Nothing here imports another benchmark script (only :mod:`benchmarks.cpu_budget`, the callback of the
 budget), so the scripts import this module and never each other in a circle: ``quality`` -> ``arms`` ->
-``peer_monai`` -> ``common``.
+``peer_monai`` -> ``common`` (the peer takes the config, the scoring and the machine line from here, not
+from ``quality``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from unet.report import json_safe
+from unet.report import ap50_of_rows, json_safe
 
 log = logging.getLogger("benchmarks")
 
@@ -119,8 +120,6 @@ def record_mean(record: dict[str, Any], key: str) -> float | None:
     value = record.get("mean", {}).get(key)
     if value is not None or key != "ap50" or record.get("task") != "segmentation":
         return value
-    from unet.report import ap50_of_rows
-
     values = [v for v in ap50_of_rows(record.get("images", [])) if v is not None]
     return float(np.mean(values)) if values else None
 

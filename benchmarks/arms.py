@@ -1,11 +1,12 @@
 """The recipe table: our U-Net, a MONAI peer and ablations, same splits, same budget, several seeds.
 
 For every experiment and arm (and seed), one run trains within the budget and scores the experiment's held-out
-test split, exactly as ``benchmarks/quality.py`` does for one experiment:
+test split, exactly as ``python -m benchmarks.quality`` does for one experiment
+(:func:`benchmarks.common.run_experiment`):
 
 * ``ours``: the default recipe (Falk 2019: w_bal, w_sep, ridges, w_bal-pdf tiles, elastic deformation);
 * ``peer``: MONAI ``BasicUNet`` + ``DiceCELoss``, random crops, sliding-window inference, components
-  (``benchmarks/peer_monai.py``);
+  (:mod:`benchmarks.peer_monai`);
 * ablations, one change each: ``no_sep`` (``task.lambda_sep=0``), ``no_ridges`` (``task.ridges=false``),
   ``uniform`` (``data.sampling=uniform``: random crops instead of the w_bal pdf), ``no_elastic``
   (``data.augment.elastic_std=0``), and one of model selection: ``select_pq`` (``task.monitor=val/pq``: the
@@ -19,9 +20,9 @@ every run, so a stopped table keeps what finished.
 
 Usage::
 
-    python benchmarks/arms.py --experiments ctc-fluo-n2dh-gowt1,mbm-bonemarrow-dots \\
+    python -m benchmarks.arms --experiments ctc-fluo-n2dh-gowt1,mbm-bonemarrow-dots \\
         --seeds ours=3,peer=3,1 --minutes 10 --jobs 1
-    python benchmarks/arms.py --report                  # rewrite arms.md from the records
+    python -m benchmarks.arms --report                  # rewrite arms.md from the records
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import subprocess
 import sys
 import time
@@ -40,9 +40,16 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks.common import (
+    DEFAULT_DATA_ROOT,
+    ROOT,
+    TEST_TTA,
+    child_env,
+    record_mean,
+    run_experiment,
+    write_json,
+    write_text_atomic,
+)
 
 log = logging.getLogger("arms")
 
@@ -78,8 +85,10 @@ DEFAULT_EXPERIMENTS = (
     "mbm-bonemarrow-dots",
     "plantseg-nuclei-3d-crops",
 )
-# segmentation: mean object IoU (M6.1), F1 at IoU 0.5, AP over IoU 0.5:0.9 (DSB 2018); detection: F1 (M6.2)
-SEG_METRICS = (("mean_iou", "object IoU"), ("f1", "F1@0.5"), ("ap", "AP@0.5:0.9"))
+# segmentation: mean object IoU (M6.1), F1 and AP@0.5 = tp / (tp + fp + fn) at IoU 0.5 (StarDist's / DSB
+# 2018's accuracy; from the per-image tp/fp/fn in records without it), AP over IoU 0.5:0.9 (DSB 2018);
+# detection: F1 (M6.2)
+SEG_METRICS = (("mean_iou", "object IoU"), ("f1", "F1@0.5"), ("ap50", "AP@0.5"), ("ap", "AP@0.5:0.9"))
 DET_METRICS = (("det_f1", "F1 (d_match)"), ("count_error", "count error"))
 
 
@@ -116,19 +125,17 @@ def run_one(
     exp: str, arm: str, seed: int, *, minutes: float, runs: Path, data_root: Path, sets: Sequence[str]
 ):
     """One run of one arm (in this process); returns its quality record with ``arm`` and ``seed``."""
-    import quality
-
     if arm == "peer":
-        import peer_monai
+        from benchmarks import peer_monai
 
         return peer_monai.run(exp, minutes=minutes, seed=seed, data_root=data_root, overrides=sets)
-    result = quality.run_experiment(
+    result = run_experiment(
         exp,
         minutes=minutes,
         runs=runs / f"{arm}-s{seed}",
         data_root=data_root,
         overrides=[*ARMS[arm], f"seed={seed}", *sets],
-        tta=quality.TEST_TTA.get(exp, "none"),
+        tta=TEST_TTA.get(exp, "none"),
     )
     result.update(arm=arm, seed=seed)
     return result
@@ -145,7 +152,9 @@ def run_jobs(args: argparse.Namespace) -> None:
         if args.again or not record_path(out, *j).exists()
     ]
     log.info("%d run(s), %d at a time, %.2f min each", len(todo), args.jobs, args.minutes)
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1"}
+    # children: ``python -m benchmarks.arms`` with this checkout first on PYTHONPATH, in our working
+    # directory (relative --out / --data-root paths mean the same there)
+    env = child_env(OMP_NUM_THREADS=str(args.threads), PYTHONUNBUFFERED="1")
     running: list[tuple[subprocess.Popen, tuple[str, str, int], Any, float]] = []
     deadline = time.time() + args.stop_after * 60 if args.stop_after else math.inf
     while todo or running:
@@ -155,7 +164,8 @@ def run_jobs(args: argparse.Namespace) -> None:
                 continue  # another invocation finished it meanwhile
             cmd = [
                 sys.executable,
-                __file__,
+                "-m",
+                "benchmarks.arms",
                 "--one",
                 exp,
                 arm,
@@ -239,7 +249,7 @@ def table(records: Sequence[dict[str, Any]]) -> list[str]:
             for a in arms:
                 row.append(
                     _cell(
-                        _stats([r["mean"].get(key) for r in recs if r.get("arm") == a]),
+                        _stats([record_mean(r, key) for r in recs if r.get("arm") == a]),
                         1 if key == "count_error" else 3,
                     )
                 )
@@ -283,7 +293,7 @@ def write_report(out: Path) -> Path | None:
     lines = [
         "# Recipe table: ours, a MONAI peer and ablations (same splits, same budget)",
         "",
-        "Written by `python benchmarks/arms.py` (or `python benchmarks/quality.py --arms ...`). Every run "
+        "Written by `python -m benchmarks.arms` (or `python -m benchmarks.quality --arms ...`). Every run "
         "trains within the same budget of CPU time (the training process, data loading included, one thread "
         "per run unless the machine line says otherwise; `benchmarks/cpu_budget.py`) on the experiment's "
         "train split, keeps the best checkpoint "
@@ -295,8 +305,6 @@ def write_report(out: Path) -> Path | None:
         *table(records),
         "",
     ]
-    from quality import write_text_atomic
-
     path = out / "arms.md"
     write_text_atomic(path, "\n".join(lines))
     return path
@@ -314,7 +322,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--again", action="store_true", help="rerun runs that already have a record")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--runs", default=str(ROOT / "logs" / "arms"))
-    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra Hydra override for every run")
     p.add_argument("--report", action="store_true", help="rewrite arms.md from the records, run nothing")
     p.add_argument("--one", nargs=3, metavar=("EXPERIMENT", "ARM", "SEED"), help=argparse.SUPPRESS)
@@ -335,10 +343,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         write_report(out)
         return
     if args.one:
-        from quality import write_text_atomic
-
-        from unet.report import json_safe
-
         exp, arm, seed = args.one[0], args.one[1], int(args.one[2])
         result = run_one(
             exp,
@@ -351,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         path = record_path(out, exp, arm, seed)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, json.dumps(json_safe(result), indent=2) + "\n")
+        write_json(path, result)
         return
     run_jobs(args)
     write_report(out)

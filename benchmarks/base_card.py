@@ -4,24 +4,20 @@ and its scores on the held-out test splits of its training sets.
 Usage (after ``python train.py experiment=nuclei-base paths.output_dir=logs/base`` and slimming its best
 checkpoint with :func:`unet.checkpoint.slim_checkpoint` into ``unet/models/base/nuclei2d.ckpt``)::
 
-    python benchmarks/base_card.py [--run logs/base] [--minutes 14]
+    python -m benchmarks.base_card [--run logs/base] [--minutes 14]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks.common import BASE_MODEL, DEFAULT_DATA_ROOT, ROOT, compose_config, evaluate_test
 
 
 def main(argv: list[str] | None = None) -> Path:
     import csv
 
-    import quality
     from hydra.utils import instantiate
 
     from unet.checkpoint import load_project_checkpoint
@@ -30,13 +26,13 @@ def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", default=str(ROOT / "logs" / "base"), help="the training run (its CSV log)")
     p.add_argument("--minutes", type=float, default=None, help="the training budget, for the card")
-    p.add_argument("--data-root", default=str(quality.DEFAULT_DATA_ROOT))
+    p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
     args = p.parse_args(argv)
-    model = quality.BASE_MODEL
+    model = BASE_MODEL
     ckpt = load_project_checkpoint(model)
-    cfg = quality.compose_config("nuclei-base", Path(args.run), Path(args.data_root), None)
+    cfg = compose_config("nuclei-base", Path(args.run), Path(args.data_root), None)
     source = instantiate(cfg.data.source)
-    result = quality.evaluate_test(model, source)
+    result = evaluate_test(model, source)
     val = [
         float(r["val/iou"])
         for r in csv.DictReader(open(next(Path(args.run).rglob("metrics.csv")), encoding="utf-8"))
@@ -53,8 +49,8 @@ def main(argv: list[str] | None = None) -> Path:
     m = result["mean"]
     text = f"""# nuclei2d: the shipped 2D nuclei base model
 
-A U-Net of this package (`unet/models/unet.py`: {net['spatial_dims']}D, depth {net['depth']},
-{net['base_features']} base features, valid convolutions, {n_params:,} parameters stored as float16)
+A U-Net of this package (`unet/models/unet.py`: {net["spatial_dims"]}D, depth {net["depth"]},
+{net["base_features"]} base features, valid convolutions, {n_params:,} parameters stored as float16)
 for **nuclei in one grayscale channel** (foreground / background with 1-px ridges between touching
 nuclei, separation weights; Falk 2019 M2), normalised per image by min-max (M4), no element size (it
 works on the pixel grid of the data it is given; instances by `{instances}`).
@@ -64,15 +60,15 @@ from it (Falk M5); `python predict.py ckpt_path=unet/models/base/nuclei2d.ckpt i
 it as is.
 
 **Made by** `python train.py experiment=nuclei-base paths.output_dir=logs/base trainer.max_time=...`
-({args.minutes or '?'} min on a 2-core CPU, {ckpt.get('epoch', '?')} epochs of 50 tiles, best val object
-IoU {max(val) if val else float('nan'):.3f}), then `unet.checkpoint.slim_checkpoint` (weights only).
+({args.minutes or "?"} min on a 2-core CPU, {ckpt.get("epoch", "?")} epochs of 50 tiles, best val object
+IoU {max(val) if val else float("nan"):.3f}), then `unet.checkpoint.slim_checkpoint` (weights only).
 **Data**: the train splits of Fluo-N2DL-HeLa (Cell Tracking Challenge) and the DSB 2018 subset (stage-1
 training images, channels averaged to gray), selected on their val splits; see
 `../shared/data/*/README.md` for provenance and licences. GOWT1 is left out: it is the target of the
 transfer table (README).
 
-**Held-out test splits** (never read for training or selection): mean object IoU {m['mean_iou']:.3f},
-F1 at IoU 0.5 {m['f1']:.3f}, AP@0.5:0.9 {m['ap']:.3f}.
+**Held-out test splits** (never read for training or selection): mean object IoU {m["mean_iou"]:.3f},
+F1 at IoU 0.5 {m["f1"]:.3f}, AP@0.5:0.9 {m["ap"]:.3f}.
 
 | dataset | image | object IoU | F1 |
 | --- | --- | --- | --- |

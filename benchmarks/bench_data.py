@@ -1,8 +1,8 @@
 """Throughput of the tile augmentation (Falk et al. 2019, M3): ours vs MONAI, 2D and 3D, on the CPU.
 
-Standalone script::
+Run from the repository root::
 
-    python benchmarks/bench_data.py [--seconds 3] [--threads 2] [--batch 4]
+    python -m benchmarks.bench_data [--seconds 3] [--threads 2] [--batch 4]
 
 Measures augmented training tiles per second (image + labels + loss weights; random tile position, rotation,
 elastic deformation, intensity curve) for
@@ -27,8 +27,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from unet.data.augment import AugmentParams, augment_batch
 from unet.data.sampling import TileSampler

@@ -14,23 +14,19 @@ Hungarian on the full IoU matrix gives the same mean IoU as ``object_iou``.
 
 Usage::
 
-    python benchmarks/bench_metrics.py [--size 2048] [--n-objects 2000] [--subset 20] [--repeats 3]
+    python -m benchmarks.bench_metrics [--size 2048] [--n-objects 2000] [--subset 20] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def voronoi_labels(seeds: np.ndarray, size: int) -> np.ndarray:

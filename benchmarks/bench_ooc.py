@@ -2,7 +2,7 @@
 
 Standalone script::
 
-    python benchmarks/bench_ooc.py [--shape 512x1024x1024] [--work DIR] [--threads 1] [--rois]
+    python -m benchmarks.bench_ooc [--shape 512x1024x1024] [--work DIR] [--threads 1] [--rois]
                                    [--skip-predict] [--compare-dask-image 64] [--keep]
 
 Stages, each in its own fresh child process (so that its peak RSS, ``ru_maxrss`` / ``VmHWM``, is its own):
@@ -47,8 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import ROOT, child_env
 
 MIB = 2**20
 ELEMENT_SIZE = (1.0, 0.5, 0.5)
@@ -282,9 +281,9 @@ def _child(stage: str, work: Path, args: argparse.Namespace) -> None:
 
 
 def _run_child(stage: str, argv: list[str]) -> dict:
-    env = dict(os.environ)
+    env = child_env()
     env.setdefault("OMP_NUM_THREADS", "1")
-    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", stage]
+    cmd = [sys.executable, "-m", "benchmarks.bench_ooc", *argv, "--child", stage]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -368,7 +367,7 @@ def main() -> None:
     lines = [
         f"# bench_ooc: out-of-core predict -> label -> measure, shape {'x'.join(map(str, args.shape_tuple))}",
         "",
-        f"command: OMP_NUM_THREADS=1 python benchmarks/bench_ooc.py --shape {args.shape}"
+        f"command: OMP_NUM_THREADS=1 python -m benchmarks.bench_ooc --shape {args.shape}"
         + (" --skip-predict" if args.skip_predict else "")
         + (" --rois" if args.rois else "")
         + (f" --compare-dask-image {args.compare_dask_image}" if args.compare_dask_image else "")

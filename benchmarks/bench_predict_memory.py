@@ -12,9 +12,9 @@ measured beside it with ``--compare-one-tile``.
 The results table is updated row by row: a row measured now replaces the row of the same image, net and
 tiling; the other rows (measured earlier, their date beside them) are kept.
 
-    python benchmarks/bench_predict_memory.py                            # 1024², 4096², 8192²
-    python benchmarks/bench_predict_memory.py --sizes '' --stack 64,1024,1024   # only the 3D stack row
-    python benchmarks/bench_predict_memory.py --sizes 1024,4096 --compare-one-tile
+    python -m benchmarks.bench_predict_memory                            # 1024², 4096², 8192²
+    python -m benchmarks.bench_predict_memory --sizes '' --stack 64,1024,1024   # only the 3D stack row
+    python -m benchmarks.bench_predict_memory --sizes 1024,4096 --compare-one-tile
 """
 
 from __future__ import annotations

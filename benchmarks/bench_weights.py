@@ -1,11 +1,11 @@
 """Benchmark: weight-map generation (Falk 2019 M2) vs the naive per-instance full-image EDT.
 
-Run ``python benchmarks/bench_weights.py`` with the package installed (``pip install -e .``; or prefix
-``PYTHONPATH=.`` from the repository root). Builds a 1024x1024 label image with 500 random disks (radius
-8-15 px, many touching), times ``segmentation_targets`` (ridges + w'_bal + w_sep + pdf, best of 3) against
-the naive d1/d2 computation alone (one full-image ``distance_transform_edt`` per instance; the running
-minimum / second minimum it keeps equals sorting the stack of distances, without the 500 x 1M array), and
-checks that d1, d2 and w_sep agree within the truncation radius. Prints a markdown table.
+Run ``python -m benchmarks.bench_weights`` from the repository root. Builds a 1024x1024 label image with 500
+random disks (radius 8-15 px, many touching), times ``segmentation_targets`` (ridges + w'_bal + w_sep + pdf,
+best of 3) against the naive d1/d2 computation alone (one full-image ``distance_transform_edt`` per
+instance; the running minimum / second minimum it keeps equals sorting the stack of distances, without the
+500 x 1M array), and checks that d1, d2 and w_sep agree within the truncation radius. Prints a markdown
+table.
 """
 
 from __future__ import annotations

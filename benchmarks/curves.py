@@ -5,8 +5,8 @@ then reads ``val/iou`` (object IoU, Falk 2019 M6.1), ``val/f1`` and ``time/minut
 validation) from the run's ``csv/metrics.csv`` and writes ``<out>/curves.md``, ``curves.json`` and
 ``curves.png``.
 
-    python benchmarks/curves.py                     # both 3D commands, 10 minutes each
-    python benchmarks/curves.py --minutes 10 --runs "model=unet3d data=brightfield" "experiment=quickstart"
+    python -m benchmarks.curves                     # both 3D commands, 10 minutes each
+    python -m benchmarks.curves --minutes 10 --runs "model=unet3d data=brightfield" "experiment=quickstart"
 
 The issue's target: validation object IoU >= 0.70 within 10 CPU minutes for ``model=unet3d data=brightfield``
 and ``model=unet3d data=synthetic3d``.

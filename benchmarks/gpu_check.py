@@ -1,8 +1,8 @@
 """GPU check (issue 15): training speed per precision, data-loading wait, inference against MONAI, memory.
 
-    python benchmarks/gpu_check.py [--out benchmarks/results/gpu_check.json] [--budget-s 420]
+    python -m benchmarks.gpu_check [--out benchmarks/results/gpu_check.json] [--budget-s 420]
         [--num-workers 4] [--sections train,inference,memory,data_wait]
-    python benchmarks/gpu_check.py --dry        # tiny nets on the CPU (CI): exercises every code path
+    python -m benchmarks.gpu_check --dry        # tiny nets on the CPU (CI): exercises every code path
 
 On a CUDA machine it measures, within a global time budget (default 420 s, so the whole run stays under
 8 minutes on one H200-class GPU):
@@ -49,40 +49,23 @@ from typing import Any
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from a checkout
-    sys.path.insert(0, str(ROOT))
-
-from unet.data.augment import AugmentParams  # noqa: E402
-from unet.data.datamodule import UNetDataModule  # noqa: E402
-from unet.data.sources import SyntheticSource  # noqa: E402
-from unet.hardware import default_tile_budget_mib  # noqa: E402
-from unet.losses import weighted_cross_entropy  # noqa: E402
-from unet.memory import estimate_memory, measure_memory, tile_shape_for_budget  # noqa: E402
-from unet.models import shapes  # noqa: E402
-from unet.models.unet import UNet  # noqa: E402
-from unet.tasks import SegmentationTask  # noqa: E402
-from unet.tiling import memory_format, plan_tiles, predict_tiled, use_channels_last  # noqa: E402
+from benchmarks.common import best_of
+from unet.data.augment import AugmentParams
+from unet.data.datamodule import UNetDataModule
+from unet.data.sources import SyntheticSource
+from unet.hardware import default_tile_budget_mib
+from unet.losses import weighted_cross_entropy
+from unet.memory import estimate_memory, measure_memory, tile_shape_for_budget
+from unet.models import shapes
+from unet.models.unet import UNet
+from unet.report import json_safe
+from unet.tasks import SegmentationTask
+from unet.tiling import memory_format, plan_tiles, predict_tiled, use_channels_last
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 AUTOCAST_DTYPE = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 GIB, MIB = 2**30, 2**20
 ANISOTROPIC = (1.0, 0.25, 0.25)  # z, y, x (µm): 2D convolutions at the two finest levels (Falk M1.1)
-
-
-def _bench_inference_module() -> Any:
-    """benchmarks/bench_inference.py (not a package): its timing helper is reused, not copied."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "bench_inference", ROOT / "benchmarks" / "bench_inference.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-best_of = _bench_inference_module().best_of
 
 
 def settings(dry: bool) -> dict[str, Any]:
@@ -288,7 +271,7 @@ def _train_net(
     target = torch.randint(0, net.num_classes, (1, *out), generator=gen).to(device)
     weights = torch.rand(1, *out, generator=gen).to(device)
     entry: dict[str, Any] = {
-        "net": _jsonable(spec["net"]),
+        "net": json_safe(spec["net"]),
         "tile": list(tile),
         "output_tile": list(out),
         "batch_size": 1,
@@ -608,7 +591,7 @@ def run(
         else "figures from one run; GPU timings after warm-up, synchronised per step",
         "machine": machine(device),
         "budget_s": budget_s,
-        "settings": _jsonable(cfg),
+        "settings": json_safe(cfg),
     }
     if dry:
         num_workers = 0
@@ -632,7 +615,7 @@ def run(
         print(report(result))
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(_jsonable(result), indent=1, allow_nan=True) + "\n")
+        Path(out).write_text(json.dumps(json_safe(result), indent=1) + "\n")
     return result
 
 
@@ -671,16 +654,6 @@ def _error(e: BaseException) -> dict[str, str]:
 def _free(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.integer, np.floating, np.bool_)):
-        return obj.item()
-    return obj
 
 
 def _fmt(v: Any, spec: str = ".3g") -> str:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The recipe table (benchmarks/arms.py) and the 2D nuclei base model (experiment=nuclei-base) on one GPU
+# The recipe table (python -m benchmarks.arms) and the 2D nuclei base model (experiment=nuclei-base) on one GPU
 # machine in one call, as run through the device tool of our workplace (issue #14): the repo root is the
 # working directory, DATA the folder with the dataset folders, OUT where the results go. Python packages
 # the machine lacks come as wheels in .whl/ (hydra-core, omegaconf, antlr4, monai, roifile, zarr...).
@@ -44,7 +44,7 @@ BASE_PID=$!
   done ) &
 PACK_PID=$!
 
-python3 benchmarks/arms.py --experiments "$EXPERIMENTS" --arms "$ARMS" --seeds "$SEEDS" --jobs "$JOBS" --threads 2 --minutes "$TABLE_MIN" --stop-after "$STOP_AFTER" \
+python3 -m benchmarks.arms --experiments "$EXPERIMENTS" --arms "$ARMS" --seeds "$SEEDS" --jobs "$JOBS" --threads 2 --minutes "$TABLE_MIN" --stop-after "$STOP_AFTER" \
   --data-root "$DATA" --out /tmp/res --runs /tmp/runs \
   --set data.num_workers=1 --set data.tile_memory_mib=1024 --set data.tiles_per_epoch=100 \
   > /tmp/arms.log 2>&1

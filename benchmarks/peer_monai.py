@@ -19,19 +19,17 @@ the optimiser, the budget and the metrics. What differs is exactly what the issu
 (padded, instance-normalised), the loss (Dice + CE, no w_bal / w_sep / ridges), uniform crops instead of
 the w_bal pdf, MONAI's augmentation, sliding-window inference and components.
 
-Usage (one run; ``benchmarks/arms.py`` runs the table)::
+Usage (one run; ``python -m benchmarks.arms`` runs the table)::
 
-    python benchmarks/peer_monai.py --experiment ctc-fluo-n2dh-gowt1 --minutes 5 --seed 0 --out run.json
+    python -m benchmarks.peer_monai --experiment ctc-fluo-n2dh-gowt1 --minutes 5 --seed 0 --out run.json
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import math
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,9 +37,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks.common import DEFAULT_DATA_ROOT, compose_config, machine, score_items, write_json
 
 log = logging.getLogger("peer")
 
@@ -153,10 +149,9 @@ def run(
     overrides: Sequence[str] = (),
     workers: int = 0,
 ) -> dict[str, Any]:
-    """Train the peer within ``minutes`` and score it on the experiment's test split (quality.py record)."""
-    import quality
+    """Train the peer within ``minutes`` and score it on the experiment's test split (the record of
+    :func:`benchmarks.common.run_experiment`)."""
     import torch
-    from cpu_budget import budget_clock, clock_now
     from hydra.utils import instantiate
     from monai.data import DataLoader, Dataset
     from monai.inferers import sliding_window_inference
@@ -164,10 +159,11 @@ def run(
     from monai.networks.nets import BasicUNet
     from monai.utils import set_determinism
 
+    from benchmarks.cpu_budget import budget_clock, clock_now
     from unet.data.augment import AugmentParams
     from unet.data.preprocess import normalize
 
-    cfg = quality.compose_config(experiment, Path("unused"), data_root, None, [f"seed={seed}", *overrides])
+    cfg = compose_config(experiment, Path("unused"), data_root, None, [f"seed={seed}", *overrides])
     set_determinism(seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     task = instantiate(cfg.task)
@@ -251,7 +247,7 @@ def run(
     if best_state is not None:
         net.load_state_dict(best_state)
     t1 = time.perf_counter()
-    result = quality.score_items(task, source, lambda item: probabilities(item.image))
+    result = score_items(task, source, lambda item: probabilities(item.image))
     result.update(
         experiment=experiment,
         arm="peer",
@@ -266,7 +262,7 @@ def run(
         budget_minutes=minutes,
         budget_clock=clock,
         overrides=list(overrides),
-        machine=quality.machine(),
+        machine=machine(),
     )
     log.info("peer %s seed %d: %d steps, %s", experiment, seed, step, result["mean"])
     return result
@@ -277,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--experiment", required=True)
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     p.add_argument("--out", default=None, help="write the record here (JSON)")
@@ -292,9 +288,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         workers=args.workers,
     )
     if args.out:
-        from unet.report import json_safe
-
-        Path(args.out).write_text(json.dumps(json_safe(result), indent=2) + "\n", encoding="utf-8")
+        write_json(Path(args.out), result)
     return result
 
 

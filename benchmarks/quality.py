@@ -8,9 +8,10 @@ For every experiment (``conf/experiment/<name>.yaml``, one per folder of ``../sh
 2. load the best checkpoint (:func:`unet.predict.image.load_model`) and predict the ``test`` split, which no
    training run ever reads (:meth:`unet.data.datasets.DatasetSource.test_items`), through
    :func:`unet.predict.image.predict_image` at the item's element size, objects from the task;
-3. score with :func:`unet.evaluation.evaluate_pair`: segmentation: mean object IoU (Falk 2019 M6.1) and F1
-   at IoU 0.5; detection: F1 within ``d_match`` (M6.2) and the absolute count error; ISBI 2012 also the EM
-   scores of the cell-interior probability (:func:`unet.metrics.em_scores`: pixel error, Rand error);
+3. score with :func:`unet.evaluation.evaluate_pair`: segmentation: mean object IoU (Falk 2019 M6.1), F1
+   and AP@0.5 (``tp / (tp + fp + fn)``, StarDist / DSB 2018) at IoU 0.5; detection: F1 within ``d_match``
+   (M6.2) and the absolute count error; ISBI 2012 also the EM scores of the cell-interior probability
+   (:func:`unet.metrics.em_scores`: pixel error, Rand error);
 4. merge the numbers into ``<out>/quality.json`` and rewrite the table ``<out>/quality.md`` (dataset, task,
    metric, ours, anchor with its source, training minutes, test images).
 
@@ -24,9 +25,9 @@ spare frame at 4), the last checkpoint is scored on the target's test split. Wri
 
 Usage::
 
-    python benchmarks/quality.py [--experiments a,b,...] [--minutes 20[,NAME=M,...]] [--out DIR]
-    python benchmarks/quality.py --transfer [--pretrain-minutes 20] [--minutes 5] [--transfer-images 1,2,4]
-    python benchmarks/quality.py --report            # rewrite the reports from <out>/*.json, train nothing
+    python -m benchmarks.quality [--experiments a,b,...] [--minutes 20[,NAME=M,...]] [--out DIR]
+    python -m benchmarks.quality --transfer [--pretrain-minutes 20] [--minutes 5] [--transfer-images 1,2,4]
+    python -m benchmarks.quality --report            # rewrite the reports from <out>/*.json, train nothing
 
 ``--readme README.md`` also puts the tables into the README between its ``<!-- quality-table:begin -->`` /
 ``<!-- transfer-table:begin -->`` markers (and the matching ``:end`` ones).
@@ -43,8 +44,6 @@ import json
 import logging
 import math
 import platform
-import shutil
-import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -53,15 +52,26 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))  # arms.py, when imported as a module
+from benchmarks.common import (
+    ANCHORS,
+    BASE_MODEL,
+    CONF,
+    DEFAULT_DATA_ROOT,
+    ROOT,
+    TEST_TTA,
+    checkpoint_of,
+    compose_config,
+    device_name,
+    evaluate_test,
+    fresh_run_dir,
+    record_mean,
+    run_experiment,
+    torch_threads,
+    write_json,
+    write_text_atomic,
+)
 
 log = logging.getLogger("quality")
-
-CONF = ROOT / "conf"
-DEFAULT_DATA_ROOT = ROOT.parent / "shared" / "data"
-BASE_MODEL = ROOT / "unet" / "models" / "base" / "nuclei2d.ckpt"
 
 EXPERIMENTS = (
     "isbi2012-em",
@@ -78,6 +88,7 @@ EXPERIMENTS = (
 METRIC_LABELS = {
     "mean_iou": "mean object IoU (M6.1)",
     "f1": "F1 @ IoU 0.5",
+    "ap50": "AP@0.5 = TP / (TP + FP + FN) at IoU 0.5",
     "det_f1": "F1 (d_match 6 px, M6.2)",
     "count_error": "count error (MAE per image)",
     "foreground_iou": "foreground IoU (semantic, pixels)",
@@ -86,33 +97,7 @@ METRIC_LABELS = {
     "rand_error": "Rand error (1 - V^Rand, best over thresholds)",
 }
 
-FALK_NO_NUMBERS = (
-    "anchor not in our papers folder: Falk 2019 gives per-dataset IoUs only in its supplementary note 3; "
-    "the main text says IoU ~0.7 is good, ~0.9 close to human annotation (M6.1)"
-)
 NOT_IN_FOLDER = "anchor not in our papers folder"
-
-# experiment -> metric -> (anchor value or None, source)
-ANCHORS: dict[str, dict[str, tuple[float | None, str]]] = {
-    "isbi2012-em": {
-        "pixel_error": (0.0611, "u-net, Ronneberger 2015 Table 1 (challenge test set)"),
-        "rand_error": (0.0382, "u-net, Ronneberger 2015 Table 1 (challenge test set)"),
-    },
-    "ctc-fluo-n2dh-gowt1": {"mean_iou": (None, FALK_NO_NUMBERS)},
-    "ctc-fluo-n2dl-hela": {"mean_iou": (None, FALK_NO_NUMBERS)},
-    "mbm-bonemarrow-dots": {
-        "count_error": (
-            8.8,
-            "Count-ception, Cohen 2017: MAE 8.8 ± 2.3 on MBM (number from the issue, paper not in our "
-            "papers folder; their 44-tile split, not ours)",
-        )
-    },
-}
-
-# test-time augmentation of the test predictions unless --tta says otherwise: R15 averages the ISBI 2012
-# predictions over rotated versions (Sec. 3.1: "averaged over 7 rotated versions of the input data"); d4 =
-# the input and its 7 rotations/flips
-TEST_TTA = {"isbi2012-em": "d4"}
 
 # semantic ground truth (touching nuclei merged into one component): scored by pixel overlap first
 SEMANTIC = ("nih3t3-coelho2009",)
@@ -144,224 +129,9 @@ def target_cell(experiment: str, metric: str, value: float | None) -> str:
     return f"{op} {goal:g}: {'met' if met else 'missed'}"
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write through :func:`unet.io.write_text` (atomic), so a report is never half written."""
-    from unet.io import write_text
-
-    write_text(path, text)
-
-
-# ------------------------------------------------------------------------------------------ config
-def max_time(minutes: float) -> str:
-    """Lightning's ``trainer.max_time`` string ``DD:HH:MM:SS`` for a budget in minutes (at least 1 s)."""
-    total = max(1, round(minutes * 60))
-    d, rest = divmod(total, 86400)
-    h, rest = divmod(rest, 3600)
-    m, s = divmod(rest, 60)
-    return f"{d:02d}:{h:02d}:{m:02d}:{s:02d}"
-
-
-def compose_config(
-    experiment: str,
-    output_dir: Path,
-    data_root: Path,
-    minutes: float | None,
-    overrides: Sequence[str] = (),
-) -> Any:
-    """The training config of an experiment with a budget of ``minutes``: CPU time without a GPU
-    (``cpu_budget.CpuBudget``; ``trainer.max_time`` at 8x as a safety net), wall-clock time with one."""
-    from cpu_budget import budget_clock
-    from hydra import compose, initialize_config_dir
-
-    from unet.config import register
-
-    register()  # the generated groups (task, data/augment, ...) and resolvers
-    args = [
-        f"experiment={experiment}",
-        f"paths.output_dir={output_dir}",
-        f"paths.data_root={data_root}",
-        "logger=csv",
-    ]
-    if minutes is not None and budget_clock() == "cpu":  # CPU time; the wall clock only as a safety net
-        args += [
-            "+callbacks.cpu_budget._target_=cpu_budget.CpuBudget",
-            f"+callbacks.cpu_budget.minutes={minutes}",
-            f"++trainer.max_time='{max_time(8 * minutes)}'",
-        ]
-    elif minutes is not None:
-        args.append(f"++trainer.max_time='{max_time(minutes)}'")
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=[*args, *overrides])
-
-
-def _checkpoint(run_dir: Path, prefer_best: bool = True) -> Path:
-    names = ("best.ckpt", "last.ckpt") if prefer_best else ("last.ckpt", "best.ckpt")
-    for name in names:
-        p = run_dir / "checkpoints" / name
-        if p.exists():
-            return p
-    raise FileNotFoundError(f"{run_dir}/checkpoints: no best.ckpt or last.ckpt (did training run?)")
-
-
-# ------------------------------------------------------------------------------------------ scoring
-def evaluate_test(ckpt: Path, source: Any, *, em: bool = False, tta: str = "none") -> dict[str, Any]:
-    """Predict the source's test items with a checkpoint and score them (per image, mean, pooled).
-
-    ``tta``: test-time augmentation of the prediction (``none``, ``flips``, ``d4``; R15 averages 8
-    rotated/flipped versions for ISBI 2012). On a machine with CUDA the prediction runs there."""
-    import torch
-
-    from unet.predict.image import load_model, predict_image
-
-    net, task, card = load_model(str(ckpt))
-    device = "cuda" if torch.cuda.is_available() else None
-    if device:
-        net = net.to(device)
-
-    def probabilities(item: Any) -> np.ndarray:
-        with torch.no_grad():
-            return predict_image(
-                net, item.image, element_size=item.element_size, card=card, name=item.name, tta=tta,
-                device=device,
-            )
-
-    return score_items(task, source, probabilities, em=em)
-
-
-def score_items(task: Any, source: Any, probabilities: Any, *, em: bool = False) -> dict[str, Any]:
-    """Score class probabilities (``probabilities(item) -> (K, *S)``) of the source's test items.
-
-    Segmentation: objects by the task's instance method (the one validation chose under ``instances=auto``)
-    and, beside it, the scores of both methods (``mean_iou_components``, ``f1_...``, ``ap_...``):
-    mean object IoU (M6.1), F1 at IoU 0.5, ``ap`` (DSB 2018: mean over IoU 0.5:0.9). Detection: F1 within
-    ``d_match`` (M6.2) and the count error. ``em``: also the EM scores of the cell-interior probability."""
-    from unet.evaluation import evaluate_pair
-    from unet.report import column_means, pooled
-
-    items = source.test_items()
-    if not items:
-        raise ValueError(f"{source.root}: the test split is empty")
-    rows = []
-    for item in items:
-        probs = probabilities(item)
-        ann = item.annotation
-        row: dict[str, Any] = {"image": item.name}
-        if task.name == "segmentation":
-            gt = task.ground_truth(ann)
-            if ann.ignore is not None:
-                gt = np.where(ann.ignore, 0, gt)
-            for method in task.METHODS:
-                pred = task.objects(probs, method, element_size=item.element_size)
-                if ann.ignore is not None:
-                    pred = np.where(ann.ignore, 0, pred)
-                r = evaluate_pair(gt, pred, "segmentation")
-                row.update({f"{k}_{method}": r[k] for k in ("mean_iou", "f1", "ap")})
-                if method == task.method:
-                    row.update(r)
-            row["instances"] = task.method
-        else:
-            pred = task.objects(probs)
-            gt = task.ground_truth(ann)
-            r = evaluate_pair(gt, pred, "detection", d_match=task.d_match)
-            row.update(r)
-            row["det_f1"] = r["f1"]
-        if em:
-            interior = probs[1:].sum(axis=0)  # foreground (= cell interior) probability
-            gt_bin = (task.ground_truth(ann) > 0).astype(np.uint8)
-            scores = evaluate_pair(gt_bin, interior, "em")
-            row.update({f"em_{k}": v for k, v in scores.items()})
-            row["pixel_error"] = scores["best_pixel_error"]
-            row["rand_error"] = scores["best_adapted_rand_error"]
-        rows.append(row)
-    mean = column_means(rows, [k for k in rows[0] if k not in ("image", "instances")], missing=None)
-    counts = ("tp", "fp", "fn")
-    pool = pooled(rows, counts) if all(k in rows[0] for k in counts) else {}
-    return {"task": task.name, "images": rows, "mean": mean, "pooled": pool, "n_test": len(rows)}
-
-
-# ------------------------------------------------------------------------------------------ runs
-def run_experiment(
-    experiment: str,
-    *,
-    minutes: float | None,
-    runs: Path,
-    data_root: Path,
-    overrides: Sequence[str] = (),
-    prefer_best: bool = True,
-    score_only: dict[str, Any] | None = None,
-    tta: str = "none",
-) -> dict[str, Any]:
-    """Train one experiment within the budget and score its test split; returns the result record.
-
-    A previous run of the experiment in ``runs`` is deleted first (its checkpoints must never be mistaken
-    for the new run's). ``score_only``: train nothing, score the checkpoint already in ``runs`` and keep
-    the training facts (minutes, budget, val metric) of this earlier record of it.
-    """
-    from cpu_budget import budget_clock
-    from hydra.utils import instantiate
-
-    from unet.cli.train import train
-
-    run_dir = runs / experiment
-    cfg = compose_config(experiment, run_dir, data_root, minutes, overrides)
-    if score_only is not None:
-        log.info("%s: scoring the existing run in %s (no training)", experiment, run_dir)
-        value = next(iter(score_only.get("val_metric", {}).values()), None)
-        train_min = score_only.get("train_minutes", float("nan"))
-        minutes = score_only.get("budget_minutes", minutes)
-    else:
-        _fresh(run_dir)
-        log.info("%s: training (budget %s min) -> %s", experiment, minutes, run_dir)
-        t0 = time.perf_counter()
-        value = train(cfg)
-        train_min = (time.perf_counter() - t0) / 60
-    ckpt = _checkpoint(run_dir, prefer_best)
-    source = instantiate(cfg.data.source)
-    t1 = time.perf_counter()
-    result = evaluate_test(ckpt, source, em=experiment.startswith("isbi2012"), tta=tta)
-    result.update(
-        experiment=experiment,
-        val_metric={str(cfg.optimized_metric): value},
-        checkpoint=str(ckpt),
-        train_minutes=train_min,
-        eval_seconds=time.perf_counter() - t1,
-        budget_minutes=minutes,
-        budget_clock=budget_clock(),
-        overrides=list(overrides),
-        tta=tta,
-        anchors={k: {"value": v, "source": s} for k, (v, s) in ANCHORS.get(experiment, {}).items()},
-        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        machine=machine(),
-    )
-    log.info("%s: %s", experiment, {k: v for k, v in result["mean"].items() if k in METRIC_LABELS})
-    return result
-
-
-def _fresh(run_dir: Path) -> None:
-    """Delete an earlier run in ``run_dir``: its checkpoints must never be taken for the new run's."""
-    if run_dir.exists():
-        log.info("removing the previous run %s", run_dir)
-        shutil.rmtree(run_dir)
-
-
-def machine() -> str:
-    """Where a run ran, for the reports: host (architecture, torch threads, device)."""
-    return f"{platform.node()} ({platform.machine()}, torch threads {_threads()}, {_device()})"
-
-
-def _threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
-
-
-def _device() -> str:
-    import torch
-
-    return f"CUDA {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "CPU"
-
-
 # ------------------------------------------------------------------------------------------ reports
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "–"
@@ -373,7 +143,7 @@ def _fmt(v: Any) -> str:
 def table_rows(result: dict[str, Any]) -> list[list[str]]:
     """Markdown rows of one experiment's result."""
     exp = result["experiment"]
-    metrics = ["det_f1", "count_error"] if result["task"] == "detection" else ["mean_iou", "f1"]
+    metrics = ["det_f1", "count_error"] if result["task"] == "detection" else ["mean_iou", "f1", "ap50"]
     if exp in SEMANTIC:  # merged touching objects in the ground truth: pixel overlap is the measure
         metrics = ["foreground_iou", "foreground_dice", *metrics]
     if exp.startswith("isbi2012"):
@@ -381,7 +151,7 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
     anchors = ANCHORS.get(exp, {})
     rows = []
     for m in metrics:
-        value = result["mean"].get(m)
+        value = record_mean(result, m)
         if m in anchors:
             a, source = anchors[m]
             anchor = f"{a:g} — {source}" if a is not None else source
@@ -406,15 +176,13 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
 
 def write_reports(results: dict[str, dict[str, Any]], out: Path) -> tuple[Path, Path]:
     """Write ``quality.json`` (all numbers) and ``quality.md`` (the table) from all results so far."""
-    from unet.report import json_safe
-
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "quality.json", out / "quality.md"
-    write_text_atomic(json_path, json.dumps(json_safe(results), indent=2) + "\n")
+    write_json(json_path, results)
     lines = [
         "# Quality on the real datasets",
         "",
-        "Written by `python benchmarks/quality.py` (see its docstring). Each experiment is trained "
+        "Written by `python -m benchmarks.quality` (see its docstring). Each experiment is trained "
         "within its time budget (CPU minutes of the training process since 2026-11-29, wall-clock minutes "
         "before; each record says which), the best checkpoint on the `val` split is applied "
         "to the held-out `test` split of its data config (`conf/data/<name>.yaml`), which training never "
@@ -491,9 +259,9 @@ def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
     ``unet/models/base/nuclei2d.ckpt``, trained by ``experiment=nuclei-base`` without the target); with
     ``--pretrained=dsb`` a model is first pretrained here on DSB 2018 (grayscale). Both arms train the same
     architecture (the pretrained one), with the same settings and budget; only the initialisation differs."""
-    from cpu_budget import budget_clock
     from hydra.utils import instantiate
 
+    from benchmarks.cpu_budget import budget_clock
     from unet.checkpoint import load_project_checkpoint
     from unet.cli.train import train
 
@@ -510,11 +278,11 @@ def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
             args.pretrain_minutes,
             ["data.source.grayscale=true", "model.net.in_channels=1", *sets],
         )
-        _fresh(pre_dir)
+        fresh_run_dir(pre_dir)
         t0 = time.perf_counter()
         train(pre_cfg)
         pre_minutes = (time.perf_counter() - t0) / 60
-        pre_ckpt = _checkpoint(pre_dir)
+        pre_ckpt = checkpoint_of(pre_dir)
         pre_name = "dsb2018-subset (grayscale), pretrained in this run"
     else:
         pre_ckpt = Path(args.pretrained)
@@ -548,11 +316,11 @@ def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
                 cfg = compose_config(
                     target, run_dir, Path(args.data_root), budget(args.minutes, target), overrides
                 )
-                _fresh(run_dir)
+                fresh_run_dir(run_dir)
                 t1 = time.perf_counter()
                 train(cfg)
                 minutes = (time.perf_counter() - t1) / 60
-                res = evaluate_test(_checkpoint(run_dir, prefer_best=False), source)
+                res = evaluate_test(checkpoint_of(run_dir, prefer_best=False), source)
                 rows.append(
                     {
                         "images": n,
@@ -577,24 +345,24 @@ def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
                     "overrides": sets,
                     "rows": rows,
                     "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "machine": f"{platform.node()} ({_device()}, torch threads {_threads()})",
+                    "machine": f"{platform.node()} ({device_name()}, torch threads {torch_threads()})",
                 }
                 write_transfer_reports(result, Path(args.out))  # after every run: partial results survive
     return result
 
 
 def write_transfer_reports(result: dict[str, Any], out: Path) -> None:
-    from unet.report import json_safe
-
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "transfer.json", json.dumps(json_safe(result), indent=2) + "\n")
+    write_json(out / "transfer.json", result)
     counts = sorted({r["images"] for r in result["rows"]})
 
     def values(n: int, arm: str, key: str) -> list[float]:
         return [
             float(r[key])
             for r in result["rows"]
-            if r["images"] == n and r["arm"] == arm and r.get(key) is not None
+            if r["images"] == n
+            and r["arm"] == arm
+            and r.get(key) is not None
             and math.isfinite(float(r[key]))
         ]
 
@@ -699,8 +467,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--arms",
         default=None,
-        help="run the recipe table instead (benchmarks/arms.py): comma-separated arms of ours, peer, no_sep, "
-        "no_ridges, uniform, no_elastic, over --experiments (default there: the five issue-#14 datasets)",
+        help="run the recipe table instead (python -m benchmarks.arms): comma-separated arms of ours, peer, "
+        "no_sep, no_ridges, uniform, no_elastic, over --experiments (default there: the five issue-#14 "
+        "datasets)",
     )
     p.add_argument("--seeds", default="ours=3,peer=3,1", help="--arms: seeds per arm")
     p.add_argument("--jobs", type=int, default=1, help="--arms: runs at a time")
@@ -757,22 +526,36 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         transfer = _load_json(out / "transfer.json")
         if transfer:
             write_transfer_reports(transfer, out)
-        import arms
+        from benchmarks import arms
 
         arms.write_report(out)
         if args.readme:
             update_readme(Path(args.readme), out)
         return results
     if args.arms:
-        import arms
+        from benchmarks import arms
 
         every = ",".join(EXPERIMENTS)
         chosen = ",".join(arms.DEFAULT_EXPERIMENTS) if args.experiments == every else args.experiments
-        arms.main([
-            "--experiments", chosen, "--arms", args.arms, "--seeds", args.seeds,
-            "--minutes", str(budget(args.minutes, "*")), "--jobs", str(args.jobs), "--out", str(out),
-            "--data-root", str(data_root), *(f"--set={s}" for s in args.set or []),
-        ])
+        arms.main(
+            [
+                "--experiments",
+                chosen,
+                "--arms",
+                args.arms,
+                "--seeds",
+                args.seeds,
+                "--minutes",
+                str(budget(args.minutes, "*")),
+                "--jobs",
+                str(args.jobs),
+                "--out",
+                str(out),
+                "--data-root",
+                str(data_root),
+                *(f"--set={s}" for s in args.set or []),
+            ]
+        )
         if args.readme:
             update_readme(Path(args.readme), out)
         return {}

@@ -14,7 +14,7 @@ from unet import evaluation as ev
 from unet import evaluation_files as ef
 from unet import io
 from unet.io import DataFileError
-from unet.report import format_table
+from unet.report import format_table, headline
 
 
 def _squares(shape: tuple[int, int] = (40, 48)) -> np.ndarray:
@@ -232,3 +232,51 @@ def test_em_task(tmp_path: Path) -> None:
     assert len(doc["images"][0]["curves"]["thresholds"]) == 10 and doc["pooled"] == {}
     assert (out / "metrics.png").exists()
     assert "best_adapted_rand_error" in format_table(res)
+
+
+def _ap50_case() -> tuple[np.ndarray, np.ndarray]:
+    """Hand-computed: one exact match, one poor overlap (IoU 40/160 = 0.25: a false positive and a false
+    negative), one missed object, one spurious prediction -> at IoU 0.5: tp 1, fp 2, fn 2."""
+    gt = np.zeros((32, 32), dtype=np.int32)
+    gt[0:10, 0:10] = 1
+    gt[20:30, 0:10] = 2
+    gt[0:10, 20:30] = 3
+    pred = np.zeros_like(gt)
+    pred[0:10, 0:10] = 5
+    pred[20:30, 6:16] = 6
+    pred[20:25, 20:25] = 7
+    return gt, pred
+
+
+def test_ap50_is_tp_over_tp_fp_fn_at_iou_half() -> None:
+    gt, pred = _ap50_case()
+    row = ev.evaluate_pair(gt, pred, "segmentation")
+    assert (row["tp"], row["fp"], row["fn"]) == (1, 2, 2)
+    assert row["ap50"] == pytest.approx(1 / 5)  # tp / (tp + fp + fn)
+    assert row["f1"] == pytest.approx(2 / 6)  # next to F1 and PQ, which differ from it
+    assert row["pq"] == pytest.approx(1.0 / (1 + 1 + 1))
+    # IoU thresholds that leave out 0.5: still at IoU 0.5
+    assert ev.evaluate_pair(gt, pred, "segmentation", iou_thresholds=(0.7,))["ap50"] == pytest.approx(0.2)
+
+
+def test_ap50_pooled_from_summed_counts_and_in_the_table(tmp_path: Path) -> None:
+    pred, gt, out = _dirs(tmp_path)
+    g1, p1 = _ap50_case()
+    g2 = _squares()  # predicted exactly: tp 3, ap50 1
+    io.write_tiff(gt / "a.tif", g1)
+    io.write_tiff(pred / "a.tif", p1)
+    io.write_tiff(gt / "b.tif", g2)
+    io.write_tiff(pred / "b.tif", g2)
+    res = ev.evaluate_dirs(pred, gt, "segmentation", output_dir=out, plot=False)
+    assert [r["ap50"] for r in res.rows] == pytest.approx([0.2, 1.0])
+    assert res.mean["ap50"] == pytest.approx(0.6)  # mean over images
+    assert (res.pooled["tp"], res.pooled["fp"], res.pooled["fn"]) == (4, 2, 2)
+    assert res.pooled["ap50"] == pytest.approx(4 / 8)  # of the sums, not the mean of the ratios
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["pooled"]["ap50"] == pytest.approx(0.5) and doc["images"][0]["ap50"] == pytest.approx(0.2)
+    header, _, *rows = format_table(res).splitlines()
+    cols = header.split()
+    assert {"f1", "ap50", "pq"} <= set(cols)
+    assert rows[0].split()[cols.index("ap50")] == "0.2000"
+    assert rows[-1].split()[cols.index("ap50")] == "0.6000"
+    assert "ap50=0.6000" in headline(res)

@@ -1,13 +1,12 @@
 """The real-data experiments: DatasetSource, the fixed splits, a tiny smoke run of every experiment.
 
 The smoke runs read ``../shared/data`` (beside the checkout; CI has it) and are skipped with a reason when
-it is missing. The full quality run of ``benchmarks/quality.py`` is marked ``slow`` (deselected by default:
-``pytest -m slow tests/test_experiments.py`` runs it).
+it is missing. The full quality run of ``python -m benchmarks.quality`` is marked ``slow`` (deselected by
+default: ``pytest -m slow tests/test_experiments.py`` runs it).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -257,15 +256,16 @@ def test_dots_become_points_and_crops_shift_them(tmp_path) -> None:
 
 # ------------------------------------------------------------------------------------------ quality.py
 def _quality():
-    spec = importlib.util.spec_from_file_location("quality", ROOT / "benchmarks" / "quality.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from benchmarks import quality
+
+    return quality
 
 
 def test_quality_helpers(tmp_path) -> None:
+    from benchmarks.common import max_time
+
     q = _quality()
-    assert q.max_time(20) == "00:00:20:00" and q.max_time(90.5) == "00:01:30:30"
+    assert max_time(20) == "00:00:20:00" and max_time(90.5) == "00:01:30:30"
     minutes = q.parse_minutes("9, isbi2012-em=12.5")
     assert q.budget(minutes, "isbi2012-em") == 12.5 and q.budget(minutes, "dsb2018-subset") == 9
     assert q.budget(q.parse_minutes("isbi2012-em=3"), "dsb2018-subset") == 20  # unnamed: the default

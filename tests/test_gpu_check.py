@@ -1,8 +1,7 @@
-"""benchmarks/gpu_check.py: the dry (CPU) run exercises every section and writes complete JSON."""
+"""python -m benchmarks.gpu_check: the dry (CPU) run exercises every section and writes complete JSON."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -14,10 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load() -> Any:
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from benchmarks import gpu_check
+
+    return gpu_check
 
 
 @pytest.fixture(scope="module")

@@ -503,3 +503,22 @@ def test_panoptic_quality_matches_brute_force(seed: int) -> None:
     r = panoptic_quality(gt, pred)
     assert (r.tp, r.fp, r.fn) == (tp, fp, fn)
     assert r.pq == pytest.approx(sum(matched) / (tp + fp / 2 + fn / 2))
+
+
+def test_accuracy_from_counts_is_ap50_and_matches_matching_scores() -> None:
+    from unet.metrics import matching_scores
+    from unet.metrics.objects import accuracy_from_counts
+
+    assert accuracy_from_counts(1, 2, 2) == 1 / 5
+    assert accuracy_from_counts(0, 0, 0) == 1.0  # nothing to find, nothing found
+    assert accuracy_from_counts(0, 1, 0) == 0.0
+    with pytest.raises(ValueError):
+        accuracy_from_counts(1, -1, 0)
+    gt = np.zeros((20, 20), dtype=int)
+    gt[0:10, 0:10], gt[12:18, 12:18] = 1, 2
+    pred = np.zeros_like(gt)
+    pred[0:10, 0:8] = 3  # IoU 0.8 with object 1; object 2 missed
+    pred[12:14, 0:4] = 4  # spurious
+    s = matching_scores(gt, pred, thresholds=(0.5, 0.9))
+    assert s.accuracy.tolist() == [1 / 3, 0.0]
+    assert [accuracy_from_counts(*c) for c in zip(s.tp, s.fp, s.fn)] == s.accuracy.tolist()

@@ -45,7 +45,7 @@ NOT_RUN = [
     (r"^torchrun ", "a multi-node rendezvous (DDP itself runs in tests/test_train.py with 2 CPU processes)"),
     (r"\+cluster=slurm", "submits jobs to SLURM"),
     (
-        r"^python benchmarks/quality\.py",
+        r"^python -m benchmarks\.quality",
         "hours of training (its smoke form runs in tests/test_experiments.py)",
     ),
 ]

@@ -1,9 +1,8 @@
 """The recipe's switches used by the ablations (tile sampling), the base model's pieces (several sources as
-one, a slim model file) and the recipe table's arithmetic (benchmarks/arms.py)."""
+one, a slim model file) and the recipe table's arithmetic (benchmarks.arms)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,6 @@ from unet.models import shapes
 from unet.models.unet import UNet
 from unet.predict.image import ModelCard, load_model
 from unet.tasks import SegmentationTask
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 def _item(name: str = "a", ignore: bool = True) -> Item:
@@ -113,7 +110,7 @@ def test_slim_checkpoint_is_smaller_and_predicts_like_the_full_one(tmp_path: Pat
 
 
 def test_recipe_table_means_spreads_and_what_each_part_pays() -> None:
-    import arms
+    from benchmarks import arms
 
     def rec(arm: str, seed: int, iou: float) -> dict:
         mean = {
@@ -141,7 +138,7 @@ def test_recipe_table_means_spreads_and_what_each_part_pays() -> None:
 
 
 def test_recipe_jobs_skip_separation_ablations_for_detection() -> None:
-    import arms
+    from benchmarks import arms
 
     jobs = arms.jobs_for(
         ["mbm-bonemarrow-dots", "ctc-fluo-n2dh-gowt1"], ["ours", "no_sep", "uniform"], {"ours": 2, "*": 1}
@@ -154,7 +151,7 @@ def test_recipe_jobs_skip_separation_ablations_for_detection() -> None:
 
 
 def test_peer_widths_and_crop_follow_ours() -> None:
-    import peer_monai
+    from benchmarks import peer_monai
 
     class Net(dict):
         __getattr__ = dict.get
@@ -172,11 +169,12 @@ def test_cpu_budget_counts_process_time_not_the_wall_clock(tmp_path: Path) -> No
     import time
     from types import SimpleNamespace
 
-    import quality
-    from cpu_budget import CpuBudget
     from hydra.utils import instantiate
 
-    cfg = quality.compose_config("ctc-fluo-n2dh-gowt1", tmp_path, tmp_path, 0.5 / 60, [])
+    from benchmarks.common import compose_config
+    from benchmarks.cpu_budget import CpuBudget
+
+    cfg = compose_config("ctc-fluo-n2dh-gowt1", tmp_path, tmp_path, 0.5 / 60, [])
     budget = instantiate(cfg.callbacks.cpu_budget)
     assert isinstance(budget, CpuBudget) and budget.seconds == pytest.approx(0.5)
     trainer = SimpleNamespace(should_stop=False)
@@ -189,3 +187,32 @@ def test_cpu_budget_counts_process_time_not_the_wall_clock(tmp_path: Path) -> No
         sum(range(1000))
     budget.on_train_batch_end(trainer)
     assert trainer.should_stop
+
+
+def test_recipe_table_ap50_mixes_old_and_new_records() -> None:
+    """AP@0.5 = tp / (tp + fp + fn) at IoU 0.5: from a record's ``ap50`` where it has one, else from the
+    per-image tp/fp/fn of records written before it was reported."""
+    from benchmarks import arms, quality
+
+    def rec(seed: int, images: list[dict], mean: dict) -> dict:
+        return {
+            "experiment": "dsb2018-subset",
+            "task": "segmentation",
+            "arm": "ours",
+            "seed": seed,
+            "mean": {"mean_iou": 0.7, "f1": 0.8, "ap": 0.5, **mean},
+            "images": images,
+            "train_minutes": 4.0,
+            "n_test": len(images),
+        }
+
+    old = rec(0, [{"tp": 1, "fp": 2, "fn": 2}, {"tp": 3, "fp": 0, "fn": 1}], {})  # 0.2 and 0.75
+    new = rec(1, [{"tp": 1, "fp": 0, "fn": 0, "ap50": 1.0}], {"ap50": 0.5})  # the stored mean wins
+    assert quality.record_mean(old, "ap50") == pytest.approx(0.475)
+    assert quality.record_mean(new, "ap50") == 0.5
+    row = next(line for line in arms.table([old, new]) if "| AP@0.5 |" in line)
+    mean, sd = np.mean([0.475, 0.5]), np.std([0.475, 0.5], ddof=1)
+    assert f"| {mean:.3f} ± {sd:.3f} |" in row and sd > 0.01
+    assert next(line for line in quality.table_rows(old) if "AP@0.5" in line[2])[3] == "0.4750"
+    detection = {**old, "task": "detection", "experiment": "mbm-bonemarrow-dots"}
+    assert quality.record_mean(detection, "ap50") is None

@@ -31,3 +31,14 @@ def test_pooled_sums_counts_and_scores_the_sums() -> None:
 def test_text_table_aligns_and_rules() -> None:
     text = text_table(["image", "n"], [["a", "10"], ["long", "2"]], [["mean", "6"]])
     assert text.splitlines() == ["image   n", "---------", "a      10", "long    2", "---------", "mean    6"]
+
+
+def test_ap50_pooled_and_recomputed_for_rows_without_it() -> None:
+    from unet.report import ap50_of_rows
+
+    rows = [{"tp": 1, "fp": 2, "fn": 2}, {"tp": 3, "fp": 0, "fn": 0}]
+    assert "ap50" not in pooled(rows, ("tp", "fp", "fn"))
+    assert pooled(rows, ("tp", "fp", "fn"), ap50=True)["ap50"] == 4 / 8  # of the sums
+    # rows of old records: from tp/fp/fn; a stored value wins; nothing to compute from: None
+    mixed = [*rows, {"ap50": 0.25, "tp": 9, "fp": 9, "fn": 9}, {"f1": 1.0}, {"tp": 0, "fp": 0, "fn": 0}]
+    assert ap50_of_rows(mixed) == [1 / 5, 1.0, 0.25, None, 1.0]

@@ -5,7 +5,8 @@ The library behind ``python evaluate.py predictions=<dir> ground_truth=<dir> tas
 ``segmentation`` (Falk et al. 2019, M6.1)
     Instance label images are compared with :func:`unet.metrics.object_iou` (Hungarian matching, mean IoU
     over ground-truth objects) and :func:`unet.metrics.matching_scores` (tp/fp/fn, precision, recall, F1 at
-    IoU 0.5, F1 per IoU threshold, DSB-2018 average precision over the thresholds).
+    IoU 0.5, AP@0.5 = ``tp / (tp + fp + fn)`` at IoU 0.5, F1 per IoU threshold, DSB-2018 average precision
+    over the thresholds) and panoptic quality.
 ``detection`` (Falk et al. 2019, M6.2)
     Point sets are compared with :func:`unet.metrics.detection_f1` (tolerance ``d_match``, Hungarian
     assignment), plus the absolute counting error.
@@ -24,7 +25,8 @@ Outputs of :func:`evaluate_dirs` (all written atomically into ``output_dir``):
 * ``metrics.json``: ``{"task", "settings", "metrics", "images": [{"image", "prediction",
   "ground_truth", <metrics>..., ["curves"]}], "mean", "pooled"}`` with ``null`` for undefined values;
   ``pooled`` holds tp/fp/fn summed over all images and the precision/recall/F1 computed from the sums
-  (segmentation at IoU 0.5, detection; empty for em); em images carry per-threshold ``curves``.
+  (segmentation at IoU 0.5, with ``ap50`` of the sums; detection; empty for em); em images carry
+  per-threshold ``curves``.
 * ``metrics.png``: segmentation: F1 against IoU threshold (per image and mean) and predicted against true
   object counts with the identity line; detection: the count scatter; em: mean errors against threshold.
 
@@ -112,6 +114,7 @@ def _evaluate_pair(
             precision=float(at05.precision[0]),
             recall=float(at05.recall[0]),
             f1=float(at05.f1[0]),
+            ap50=float(at05.accuracy[0]),
             ap=ms.average_precision,
             pq=metrics.panoptic_quality(g, p).pq,
         )
@@ -174,7 +177,8 @@ def evaluate_pair(
     * segmentation (``pred``, ``gt``: instance labels of equal shape; bool masks are split into connected
       components with full connectivity): ``n_gt``, ``n_pred``, ``count_error`` (``|n_pred - n_gt|``),
       ``mean_iou`` (M6.1, ``nan`` without ground-truth objects), ``tp``/``fp``/``fn``/``precision``/
-      ``recall``/``f1`` with matches at ``IoU >= 0.5``, ``ap`` (mean of ``tp / (tp + fp + fn)`` over
+      ``recall``/``f1`` with matches at ``IoU >= 0.5``, ``ap50`` (``tp / (tp + fp + fn)`` at IoU 0.5:
+      StarDist's / DSB 2018's per-threshold accuracy, AP@0.5), ``ap`` (mean of ``tp / (tp + fp + fn)`` over
       ``iou_thresholds``, DSB 2018), ``pq`` (panoptic quality: matched IoU x F1, false positives
       count), ``f1@<t>`` for each threshold (``f1@0.50``, ``f1@0.55``, ...) and
       the semantic ``foreground_iou`` / ``foreground_dice`` of the two foregrounds.
@@ -227,7 +231,7 @@ class EvaluationResult:
         mean: ``image = "mean"`` and the mean of every metric over the images (``nan`` values skipped;
             ``count_error``: mean absolute counting error).
         pooled: tp/fp/fn/n_gt/n_pred summed over images and precision/recall/f1 from the sums
-            (segmentation at IoU 0.5, detection); empty for em.
+            (segmentation at IoU 0.5, also ``ap50`` of the sums; detection); empty for em.
         settings: The evaluation settings (directories and the task's parameters).
         files: ``(key, prediction path, ground-truth path)`` per image, aligned with ``rows``.
         curves: em: per image key, the per-threshold error curves; empty otherwise.
@@ -344,7 +348,7 @@ def evaluate_dirs(
         task=task,
         rows=rows,
         mean={"image": "mean", **column_means(rows, [k for k in rows[0] if k != "image"])},
-        pooled={} if task == "em" else pooled(rows),
+        pooled={} if task == "em" else pooled(rows, ap50=task == "segmentation"),
         settings=settings,
         files=files,
         curves=curves,

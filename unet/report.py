@@ -6,7 +6,8 @@ One home for what ``predict.py``, ``evaluate.py`` and ``benchmarks/quality.py`` 
   ``summary.csv`` rows of :func:`unet.predict.predict_files`) and :func:`format_table` (an
   :class:`unet.evaluation.EvaluationResult`);
 * :func:`column_means` and :func:`pooled`: the mean row over images and the tp/fp/fn pooled over images with
-  precision/recall/F1 computed from the sums (the ratio convention of :mod:`unet.metrics`);
+  precision/recall/F1 (and AP@0.5) computed from the sums (the ratio convention of :mod:`unet.metrics`);
+  :func:`ap50_of_rows`: AP@0.5 per row, from its tp/fp/fn where an older record lacks it;
 * :func:`write_reports`: ``metrics.csv``, ``metrics.json`` and ``metrics.png`` of
   :func:`unet.evaluation.evaluate_dirs` (formats in the :mod:`unet.evaluation` docstring), and
   :func:`json_safe` for every JSON file written from results.
@@ -25,6 +26,7 @@ import numpy as np
 
 from unet import io
 from unet.metrics import ratio
+from unet.metrics.objects import accuracy_from_counts
 
 if TYPE_CHECKING:
     from unet.evaluation import EvaluationResult
@@ -37,7 +39,18 @@ POOLED_COUNTS: tuple[str, ...] = ("n_gt", "n_pred", "tp", "fp", "fn")
 _COUNT_KEYS = (*POOLED_COUNTS, "count_error")
 #: columns of :func:`format_table` per task (all ``f1@<t>`` columns are left out for segmentation)
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "segmentation": ("n_gt", "n_pred", "mean_iou", "precision", "recall", "f1", "ap", "count_error"),
+    "segmentation": (
+        "n_gt",
+        "n_pred",
+        "mean_iou",
+        "precision",
+        "recall",
+        "f1",
+        "ap50",
+        "pq",
+        "ap",
+        "count_error",
+    ),
     "detection": ("n_gt", "n_pred", "tp", "fp", "fn", "precision", "recall", "f1", "count_error"),
     "em": (
         "pixel_error",
@@ -50,7 +63,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 #: the metrics of the one-line summary in the log, per task
 _HEADLINE: dict[str, tuple[str, ...]] = {
-    "segmentation": ("mean_iou", "f1", "ap", "count_error"),
+    "segmentation": ("mean_iou", "f1", "ap50", "pq", "ap", "count_error"),
     "detection": ("precision", "recall", "f1", "count_error"),
     "em": ("pixel_error", "rand_error", "best_adapted_rand_error", "best_v_info_error"),
 }
@@ -94,17 +107,38 @@ def column_means(
     return out
 
 
-def pooled(rows: Sequence[Mapping[str, Any]], counts: Sequence[str] = POOLED_COUNTS) -> dict[str, Any]:
+def pooled(
+    rows: Sequence[Mapping[str, Any]], counts: Sequence[str] = POOLED_COUNTS, *, ap50: bool = False
+) -> dict[str, Any]:
     """``counts`` summed over the rows, and precision, recall and F1 of the summed tp/fp/fn (``0 / 0`` is 1
-    when nothing else went wrong, as in :mod:`unet.metrics`)."""
+    when nothing else went wrong, as in :mod:`unet.metrics`); with ``ap50`` (segmentation rows, whose counts
+    are matches at IoU 0.5) also ``ap50 = tp / (tp + fp + fn)`` of the sums."""
     s = {k: int(sum(int(r[k]) for r in rows)) for k in counts}
     tp, fp, fn = s["tp"], s["fp"], s["fn"]
-    return {
+    out = {
         **s,
         "precision": ratio(tp, tp + fp, fn),
         "recall": ratio(tp, tp + fn, fp),
         "f1": ratio(2 * tp, 2 * tp + fp + fn, fp + fn),
     }
+    if ap50:
+        out["ap50"] = accuracy_from_counts(tp, fp, fn)
+    return out
+
+
+def ap50_of_rows(rows: Sequence[Mapping[str, Any]]) -> list[float | None]:
+    """Per row, its ``ap50``, or where a row lacks it (records written before it was reported) AP@0.5
+    computed again from the row's ``tp``/``fp``/``fn`` (matches at IoU 0.5); ``None`` where neither is
+    there."""
+    out: list[float | None] = []
+    for r in rows:
+        if r.get("ap50") is not None:
+            out.append(float(r["ap50"]))
+        elif all(isinstance(r.get(k), int | float) for k in ("tp", "fp", "fn")):
+            out.append(accuracy_from_counts(r["tp"], r["fp"], r["fn"]))
+        else:
+            out.append(None)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -157,6 +157,24 @@ class MatchingScores:
     n_pred: int
 
 
+def accuracy_from_counts(tp: int, fp: int, fn: int) -> float:
+    """``tp / (tp + fp + fn)``: the per-threshold "accuracy" of StarDist and the Data Science Bowl 2018
+    (at IoU 0.5: AP@0.5). ``0 / 0`` (no objects, no predictions) is 1.0, as :func:`unet.metrics.ratio`.
+
+    From counts, so that it can be computed again from stored tp/fp/fn (e.g. of older records) and from
+    counts pooled over images.
+
+    >>> accuracy_from_counts(3, 1, 2)
+    0.5
+    >>> accuracy_from_counts(0, 0, 0)
+    1.0
+    """
+    tp, fp, fn = int(tp), int(fp), int(fn)
+    if min(tp, fp, fn) < 0:
+        raise ValueError(f"counts must be >= 0, got tp={tp}, fp={fp}, fn={fn}")
+    return ratio(tp, tp + fp + fn, fp + fn)
+
+
 def matching_scores(
     gt_labels: npt.ArrayLike,
     pred_labels: npt.ArrayLike,
@@ -202,7 +220,7 @@ def matching_scores(
     precision = np.array([ratio(a, a + b, c) for a, b, c in zip(tp, fp, fn, strict=True)])
     recall = np.array([ratio(a, a + c, b) for a, b, c in zip(tp, fp, fn, strict=True)])
     f1 = np.array([ratio(2 * a, 2 * a + b + c, b + c) for a, b, c in zip(tp, fp, fn, strict=True)])
-    acc = np.array([ratio(a, a + b + c, b + c) for a, b, c in zip(tp, fp, fn, strict=True)])
+    acc = np.array([accuracy_from_counts(a, b, c) for a, b, c in zip(tp, fp, fn, strict=True)])
     return MatchingScores(
         ths, tp, fp, fn, precision, recall, f1, acc, float(acc.mean()), float(f1.mean()), n_gt, n_pred
     )

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unet.data.preprocess import normalize
 from unet.models import shapes
 from unet.models.unet import UNet
-from unet.predict.image import ModelCard, softmax
+from unet.predict.image import ModelCard, predict_image
 
 CITATIONS = (
     (
@@ -48,16 +47,16 @@ def synthetic_image(shape: Sequence[int], channels: int, seed: int = 0) -> np.nd
 
 
 def reference_prediction(net: UNet, image: np.ndarray, card: ModelCard) -> np.ndarray:
-    """(1, K, *out) class probabilities for a raw (C, *valid) image by this project's prediction path.
+    """(1, K, *S) class probabilities for a raw (C, *S) image by predict.py's path, in float32.
 
-    The path of :func:`unet.predict.image.predict_image` without the overlap-tile mirroring (the bioimage.io
-    runtime applies the network to the valid input as a whole): :func:`unet.data.preprocess.normalize`
-    (the card's normalisation), the network's logits, :func:`unet.predict.image.softmax` over the classes.
+    :func:`unet.predict.image.predict_image` at the model's own element size (no rescaling) with
+    ``precision="32-true"``: the card's normalisation, overlap-tile prediction with mirrored borders (one
+    tile covering the image), soft-max over the classes. The package's same-size graph reproduces it.
     """
-    x = torch.from_numpy(normalize(image, card.normalization))[None]
-    with torch.inference_mode():
-        logits = net(x)[0].numpy().astype(np.float64)
-    return softmax(logits).astype(np.float32)[None]
+    probs = predict_image(
+        net, image, element_size=card.element_size, card=card, precision="32-true", name="test image"
+    )
+    return probs.astype(np.float32)[None]
 
 
 def axis_ids(nd: int) -> tuple[str, ...]:

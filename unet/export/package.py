@@ -162,7 +162,7 @@ def _tensor_descrs(net: UNet, card: ModelCard, files: Path) -> tuple[Any, Any]:
         id=spec.TensorId("input"),
         description="raw image; normalised per channel by the preprocessing; mirrored (reflect) at borders",
         axes=in_axes,
-        pad=spec.ReflectPadding(),
+        pad=spec.ReflectPadding(mode="reflect"),  # explicit: a default mode is not written out
         test_tensor=spec.FileDescr(source=files / "test_input.npy"),
         sample_tensor=spec.FileDescr(source=files / "sample_input.tif"),
         data=spec.IntervalOrRatioDataDescr(type="float32"),
@@ -275,9 +275,6 @@ def write_bioimageio(
                     unet=unet_config,
                 ),
             )
-            if validate:
-                run_package_test(descr, out)
-                check_consumer_parity(descr, net, card, out)
         staged = work / ("package.zip" if out.suffix.lower() == ".zip" else "package")
         with _quiet_bioimageio():
             if staged.suffix == ".zip":
@@ -286,9 +283,29 @@ def write_bioimageio(
                     os.fsync(f.fileno())
             else:
                 save_bioimageio_package_as_folder(descr, output_path=staged)
+        if validate:  # the package as written, read back as a consumer reads it
+            with _offline_hint(out, authors):
+                written = _load_written(staged, out)
+            run_package_test(written, out)
+            check_consumer_parity(written, net, card, out)
         move_into_place(staged, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _load_written(staged: Path, out: Path) -> Any:
+    """The model description of the written package, loaded back (ExportError if it does not load)."""
+    from bioimageio.spec import load_description
+    from bioimageio.spec.model import v0_5 as spec
+
+    with _quiet_bioimageio():
+        descr = load_description(staged)
+    if not isinstance(descr, spec.ModelDescr):
+        raise ExportError(
+            f"{out}: the written package does not load back as a model:\n"
+            f"{validation_report(descr.validation_summary)}"
+        )
+    return descr
 
 
 def _linked_dataset(dataset_id: str) -> Any:

@@ -37,9 +37,8 @@ NETS = {
 
 
 @pytest.fixture(autouse=True)
-def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+def _one_thread() -> None:
     torch.set_num_threads(1)
-    monkeypatch.setenv("TQDM_DISABLE", "1")
 
 
 def _checkpoint(path: Path, net_kwargs: dict) -> Path:
@@ -62,7 +61,7 @@ def _package(tmp_path: Path, name: str, **kwargs) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize(
     ("name", "shape", "blocksizes"),
-    [("2d", (136, 164), (0, 2, 5, 12)), ("3d-aniso", (15, 96, 100), (0, 2, 5))],
+    [("2d", (96, 120), (3, 6)), ("3d-aniso", (14, 80, 84), (4, 8))],
 )
 def test_consumer_predictions_equal_predict_py(
     tmp_path: Path, name: str, shape: tuple, blocksizes: tuple
@@ -92,10 +91,10 @@ def test_consumer_predictions_equal_predict_py(
             print(f"{name} {shape} {fmt} {what}: max abs diff {diffs[fmt, what]:.1e} ({seconds:.1f} s)")
             assert got.shape == expect.shape
     assert max(diffs.values()) < 1e-4, diffs
-    # the consumer's own entry point with a plain int blocksize, as in the issue (it raised ValueError before)
-    sample = predict(model=descr, inputs=image[None], blocksize_parameter=0)
-    (tensor,) = sample.members.values()
-    assert np.abs(np.asarray(tensor.data)[0] - expect).max() < 1e-4
+    if name == "2d":  # the consumer's entry point as in the issue (ValueError before; 0 means its default 10)
+        sample = predict(model=descr, inputs=image[None], blocksize_parameter=0)
+        (tensor,) = sample.members.values()
+        assert np.abs(np.asarray(tensor.data)[0] - expect).max() < 1e-4
 
 
 def test_export_checks_parity_halo_not_a_multiple_of_the_period(tmp_path: Path) -> None:

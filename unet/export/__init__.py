@@ -4,10 +4,16 @@
 arguments of :func:`export_model`, :mod:`unet.cli.export`); library: :func:`export_model`,
 :func:`load_exported`.
 
-* Every exported graph maps a valid ``(N, C, *valid_in)`` input, already normalised as the model card says
-  (per-channel min-max to [0, 1], Falk M4), to ``(N, K, *out)`` class scores (LOGITS), exactly as
-  :meth:`unet.models.unet.UNet.forward`; ``out = valid_in - 2 * halo`` per axis. Batch and spatial sizes
-  are dynamic: any valid shape works, not only the traced one.
+* ``format=onnx`` / ``format=torchscript``: the graph maps a valid ``(N, C, *valid_in)`` input, already
+  normalised as the model card says (per-channel min-max to [0, 1], Falk M4), to ``(N, K, *out)`` class
+  scores (LOGITS), exactly as :meth:`unet.models.unet.UNet.forward`; ``out = valid_in - 2 * halo`` per axis.
+  Batch and spatial sizes are dynamic: any valid shape works, not only the traced one. predict.py tiles
+  these itself (:func:`load_exported`).
+* The bioimage.io package's graphs are same-size (:class:`~unet.export.graphs.SameSizeUNet`,
+  :func:`~unet.export.graphs.same_size_geometry`): they mirror (reflect) the input by the halo inside, as
+  predict.py's overlap-tile does, and return logits the size of the input (sizes: multiples of the pooling
+  period); the package declares the halo rounded up to the pooling period and reflect padding, so
+  consumers' blockwise prediction equals predict.py's (checked at export, :func:`check_consumer_parity`).
 * TorchScript: ``torch.jit.trace`` of the eval-mode network on the smallest valid shape grown by one pooling
   period. ONNX: the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``, opset 17) with
   dynamic batch and spatial axes: it needs only the ``onnx`` package and works offline; the dynamo exporter
@@ -18,8 +24,9 @@ arguments of :func:`export_model`, :mod:`unet.cli.export`); library: :func:`expo
 * bioimage.io (``format=bioimageio``; ``output`` ending in ``.zip``: a zip package, otherwise a folder):
   the description is built with ``bioimageio.spec.model.v0_5.ModelDescr``; weights in torchscript, onnx
   and pytorch_state_dict (a self-contained copy of the architecture that needs only torch), test tensors
-  made by this project's prediction path, a cover image and a README. The package is tested with
-  ``bioimageio.core.test_model`` for every weight format before it is moved into place.
+  made by this project's prediction path, a cover image and a README. The package as written is read back,
+  tested with ``bioimageio.core.test_model`` for every weight format and checked for parity with predict.py
+  (``bioimageio.core.predict`` whole-image and blockwise, 1e-4) before it is moved into place.
 
 Outputs are written under a temporary name beside ``output`` and renamed: never half-written.
 
@@ -34,9 +41,21 @@ from unet.export.architecture import ARCHITECTURE_SOURCE
 from unet.export.common import BIOIMAGEIO_WEIGHTS, FORMATS, INSTALL_HINT, ONNX_OPSET, ExportError
 from unet.export.content import CITATIONS, reference_prediction, synthetic_image
 from unet.export.exporter import export_model
-from unet.export.graphs import CARD_FILE, CARD_KEY, default_trace_shape
+from unet.export.graphs import (
+    CARD_FILE,
+    CARD_KEY,
+    SameSizeGeometry,
+    SameSizeUNet,
+    default_trace_shape,
+    same_size_geometry,
+)
 from unet.export.loading import ExportedUNet, load_exported
-from unet.export.package import validation_report
+from unet.export.package import (
+    check_consumer_parity,
+    consumer_parity,
+    consumer_predictions,
+    validation_report,
+)
 
 __all__ = [
     "ARCHITECTURE_SOURCE",
@@ -49,10 +68,16 @@ __all__ = [
     "ONNX_OPSET",
     "ExportError",
     "ExportedUNet",
+    "SameSizeGeometry",
+    "SameSizeUNet",
+    "check_consumer_parity",
+    "consumer_parity",
+    "consumer_predictions",
     "default_trace_shape",
     "export_model",
     "load_exported",
     "reference_prediction",
+    "same_size_geometry",
     "synthetic_image",
     "validation_report",
 ]

@@ -10,13 +10,15 @@ ARCHITECTURE_SOURCE = '''"""Freiburg U-Net (Ronneberger et al. 2015; Falk et al.
 Valid 3x3(x3) convolutions, leaky ReLU, max-pooling, up-convolutions, crop-and-concatenate, 1x1 head.
 
 Self-contained copy of unet.models.unet.UNet of freiburg-unet (same state-dict keys) for the
-pytorch_state_dict weights of this bioimage.io package. Input (N, C, *valid) normalised to [0, 1] per
-channel; output (N, K, *(valid - 2 * halo)) class scores (logits).
+pytorch_state_dict weights of this bioimage.io package. UNet: input (N, C, *valid) normalised to [0, 1] per
+channel; output (N, K, *(valid - 2 * halo)) class scores (logits). SameSizeUNet (the package's
+architecture): the same network behind mirror padding, (N, C, *S) -> (N, K, *S) logits.
 """
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -128,4 +130,22 @@ class UNet(nn.Module):
             x = torch.cat([_center_crop(skips.pop(), x.shape[2:]), x], dim=1)
             x = block(x)
         return self.head(x)
+
+
+class SameSizeUNet(UNet):
+    """UNet behind reflect padding: ``net(reflect_pad(x, before, after))[..., :-crop]`` per axis.
+
+    ``before`` is the halo (the pooling grid starts one halo before the input, as in freiburg-unet's
+    overlap-tile prediction), ``after`` the halo plus ``crop``; input sizes must be multiples of the pooling
+    period. Same state-dict keys as UNet.
+    """
+
+    def __init__(self, before, after, crop, **kwargs):
+        super().__init__(**kwargs)
+        self.pad = tuple(int(v) for b, a in zip(reversed(before), reversed(after)) for v in (b, a))
+        self.crop = tuple(int(c) for c in crop)
+
+    def forward(self, x):
+        y = super().forward(F.pad(x, self.pad, mode="reflect"))
+        return y[(slice(None), slice(None), *(slice(0, -c) if c else slice(None) for c in self.crop))]
 '''

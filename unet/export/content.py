@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unet.data.preprocess import normalize
+from unet.export.graphs import same_size_geometry
 from unet.models import shapes
 from unet.models.unet import UNet
-from unet.predict.image import ModelCard, softmax
+from unet.predict.image import ModelCard, predict_image
 
 CITATIONS = (
     (
@@ -48,16 +48,16 @@ def synthetic_image(shape: Sequence[int], channels: int, seed: int = 0) -> np.nd
 
 
 def reference_prediction(net: UNet, image: np.ndarray, card: ModelCard) -> np.ndarray:
-    """(1, K, *out) class probabilities for a raw (C, *valid) image by this project's prediction path.
+    """(1, K, *S) class probabilities for a raw (C, *S) image by predict.py's path, in float32.
 
-    The path of :func:`unet.predict.image.predict_image` without the overlap-tile mirroring (the bioimage.io
-    runtime applies the network to the valid input as a whole): :func:`unet.data.preprocess.normalize`
-    (the card's normalisation), the network's logits, :func:`unet.predict.image.softmax` over the classes.
+    :func:`unet.predict.image.predict_image` at the model's own element size (no rescaling) with
+    ``precision="32-true"``: the card's normalisation, overlap-tile prediction with mirrored borders (one
+    tile covering the image), soft-max over the classes. The package's same-size graph reproduces it.
     """
-    x = torch.from_numpy(normalize(image, card.normalization))[None]
-    with torch.inference_mode():
-        logits = net(x)[0].numpy().astype(np.float64)
-    return softmax(logits).astype(np.float32)[None]
+    probs = predict_image(
+        net, image, element_size=card.element_size, card=card, precision="32-true", name="test image"
+    )
+    return probs.astype(np.float32)[None]
 
 
 def axis_ids(nd: int) -> tuple[str, ...]:
@@ -112,6 +112,7 @@ def readme(card: ModelCard, ckpt: dict, ckpt_path: Path, weight_formats: Sequenc
     nd = int(net["spatial_dims"])
     levels = _levels_of(card)
     halo, period = shapes.halo(levels), shapes.pooling_period(levels)
+    g = same_size_geometry(levels)
     axes = ", ".join(axis_ids(nd))
     es = card.element_size
     size = "not set (images are used as they are)" if es is None else " x ".join(f"{v:g}" for v in es) + " µm"
@@ -144,14 +145,17 @@ def readme(card: ModelCard, ckpt: dict, ckpt_path: Path, weight_formats: Sequenc
         "",
         "## Input and output",
         "",
-        f"- `input` (batch, channel, {axes}): valid sizes are `min + n * step` per axis, min "
-        f"{shapes.min_input_shape(levels)}, step {period} (the pooling period).",
-        f"- `output`: class probabilities, {tuple(2 * h for h in halo)} pixels smaller than the input "
-        f"(halo {halo} per side: valid convolutions). The network outputs logits; the soft-max over the "
-        "channel axis is the `softmax` postprocessing step.",
+        f"- `input` (batch, channel, {axes}): sizes `min + n * step` per axis, min {g.min_size}, step "
+        f"{period} (the pooling period: sizes must be multiples of it; mirror-pad other images to the next "
+        "valid size).",
+        f"- `output`: class probabilities, the size of the input. The graph mirrors (reflect) its input by "
+        f"the network's halo {halo} inside itself, as freiburg-unet's overlap-tile prediction does, so its "
+        "output equals freiburg-unet's prediction of the same image. The network outputs logits; the "
+        "soft-max over the channel axis is the `softmax` postprocessing step.",
+        f"- Tiling: the output axes declare a halo of {g.declared_halo} (the valid-convolution margin "
+        "rounded up to the pooling period) and the input reflect padding: blocks padded by that halo and "
+        "cropped again (bioimageio.core's blockwise prediction) give the whole-image result, seam-free.",
         f"- Preprocessing: {norm}.",
-        "- Images larger than a tile: overlap-tile prediction (Ronneberger 2015, Fig. 2) with mirrored "
-        "borders and strides that are multiples of the pooling period (seam-free), as in freiburg-unet.",
         f"- Weight formats: {', '.join(weight_formats)}.",
         "",
         "## Training",
@@ -166,8 +170,12 @@ def readme(card: ModelCard, ckpt: dict, ckpt_path: Path, weight_formats: Sequenc
         "",
         "## Validation",
         "",
-        "The test tensors were made by freiburg-unet's prediction path (normalisation, network, soft-max) "
-        "on a synthetic image; `bioimageio.core` reproduces them from every weight format. Validate the "
+        "The test tensors were made by freiburg-unet's prediction path (normalisation, overlap-tile "
+        "prediction, soft-max) on a synthetic image; `bioimageio.core` reproduces them from every weight "
+        "format. Unless exported with validate=false, its whole-image and blockwise predictions of another "
+        "image were checked against freiburg-unet's to 1e-4 before the package was written (whole-image "
+        "with percentile normalisation excepted: bioimageio.core measures the percentiles on the image "
+        "mirrored by the halo). Validate the "
         "model on annotated images of your own data: freiburg-unet's `evaluate.py` reports the object IoU "
         "(segmentation, Falk 2019 M6.1) and the detection F1 score (M6.2).",
         "",

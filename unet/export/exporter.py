@@ -10,7 +10,13 @@ from typing import Any
 
 from unet.checkpoint import CheckpointError, load_project_checkpoint
 from unet.export.common import BIOIMAGEIO_WEIGHTS, FORMATS, ONNX_OPSET, ExportError, require_packages
-from unet.export.graphs import checkpoint_network, example_input, write_onnx, write_torchscript
+from unet.export.graphs import (
+    checkpoint_network,
+    example_input,
+    same_size_example,
+    write_onnx,
+    write_torchscript,
+)
 from unet.export.package import write_bioimageio
 from unet.io.common import atomic_write
 
@@ -43,24 +49,29 @@ def export_model(
         output: file to write (torchscript, onnx); for bioimageio a ``.zip`` file or a folder.
         format: "torchscript", "onnx" or "bioimageio".
         overwrite: replace an existing ``output``.
-        trace_shape: spatial input shape the graph is traced with (valid; default: the smallest valid
-            shape grown by one pooling period). The exported graph accepts every valid shape.
+        trace_shape: spatial input shape the graph is traced with (default: the smallest valid shape grown
+            by one pooling period). torchscript/onnx: a valid U-Net input; bioimageio: a same-size input (a
+            multiple of the pooling period, at least the declared minimum). The graph accepts every valid
+            shape.
         opset: ONNX opset version.
         name, description, authors, license, tags: bioimage.io metadata (defaults are derived from the
             card); ``authors`` is a list of ``{name, affiliation, email, github_user, orcid}`` dicts.
         weight_formats: bioimage.io weight formats, a subset of :data:`BIOIMAGEIO_WEIGHTS`.
-        test_shape: spatial shape of the bioimage.io test image (valid; default: the smallest valid shape
-            whose output covers 16 px per axis).
+        test_shape: spatial shape of the bioimage.io test image (a multiple of the pooling period, at least
+            the declared minimum; default: the smallest one covering 16 px per axis inside the declared halo).
         parent_id: bioimage.io id of the model this one was finetuned from (``parent`` in the package).
         training_data_id: bioimage.io id of the training data set (``training_data``).
-        validate: run ``bioimageio.core.test_model`` on the package before it is moved to ``output``.
+        validate: run ``bioimageio.core.test_model`` on the package before it is moved to ``output``, then
+            compare bioimageio.core's whole-image and blockwise predictions of every weight format with
+            predict.py's probabilities (:func:`unet.export.package.check_consumer_parity`, 1e-4).
 
     Returns:
         The path written.
 
     Raises:
         ExportError: unknown format, ``output``'s folder missing, ``output`` exists (and not ``overwrite``),
-            invalid shapes, a missing optional package, or a package that fails the bioimage.io test.
+            invalid shapes, a missing optional package, or a package that fails the bioimage.io test or the
+            parity check.
         unet.checkpoint.CheckpointError: missing or unreadable checkpoint (the message names it).
     """
     if format not in FORMATS:
@@ -83,7 +94,10 @@ def export_model(
     require_packages(format, out, weight_formats)
     ckpt = load_project_checkpoint(ckpt_path)
     net, card = checkpoint_network(ckpt, ckpt_path)
-    example = example_input(net, trace_shape, out)
+    if format == "bioimageio":
+        example = same_size_example(net, trace_shape, out)
+    else:
+        example = example_input(net, trace_shape, out)
     if format == "torchscript":
         with atomic_write(out, replace_folder=True) as tmp:
             write_torchscript(net, card, example, tmp)

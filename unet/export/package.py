@@ -29,17 +29,35 @@ from unet.export.content import (
     reference_prediction,
     synthetic_image,
 )
-from unet.export.graphs import onnx_bytes, quiet_export, write_torchscript
+from unet.export.graphs import (
+    SameSizeGeometry,
+    onnx_bytes,
+    quiet_export,
+    same_size_geometry,
+    write_torchscript,
+)
 from unet.io.common import move_into_place
-from unet.models import shapes
 from unet.models.unet import UNet
 from unet.predict.image import ModelCard
 
 log = logging.getLogger(__name__)
 
 
-def _default_test_shape(levels: Sequence[shapes.LevelSpec]) -> tuple[int, ...]:
-    return shapes.input_shape_for_output(levels, (16,) * len(levels[0].kernel))
+#: largest difference from predict.py's probabilities that :func:`check_consumer_parity` accepts
+PARITY_TOLERANCE = 1e-4
+#: bioimageio.core blocksize parameters of the parity check (blocks of min + n * period per axis)
+PARITY_BLOCKSIZES = (3, 7)
+
+
+def _default_test_shape(g: SameSizeGeometry) -> tuple[int, ...]:
+    """The smallest same-size input whose part inside the declared halo covers 16 px per axis."""
+    return tuple(max(m, -(-(2 * d + 16) // p) * p) for m, d, p in zip(g.min_size, g.declared_halo, g.period))
+
+
+def parity_shape(g: SameSizeGeometry) -> tuple[int, ...]:
+    """Image shape of the parity check: ``2 * declared halo + 8 * period`` per axis, so that blocksize 7 is
+    one block of the whole image and blocksize 3 splits it into 3 or more blocks per axis."""
+    return tuple(2 * d + 8 * p for d, p in zip(g.declared_halo, g.period))
 
 
 def _weights_descrs(
@@ -63,39 +81,44 @@ def _weights_descrs(
     if "pytorch_state_dict" in weight_formats:
         (files / "unet_arch.py").write_text(ARCHITECTURE_SOURCE, encoding="utf-8")
         torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, files / "weights.pt")
+        g = same_size_geometry(net.levels)
+        kwargs = {**dict(card.net), "before": list(g.before), "after": list(g.after), "crop": list(g.crop)}
         entries["pytorch_state_dict"] = spec.PytorchStateDictWeightsDescr(
             source=files / "weights.pt",
             architecture=spec.ArchitectureFromFileDescr(
-                source=files / "unet_arch.py", callable="UNet", kwargs=dict(card.net)
+                source=files / "unet_arch.py", callable="SameSizeUNet", kwargs=kwargs
             ),
             pytorch_version=torch_version,
-            comment=f"{common}; self-contained architecture file (needs only torch)",
+            comment=f"{common}; self-contained architecture file (needs only torch), same-size graph",
         )
     if "torchscript" in weight_formats:
-        write_torchscript(net, card, example, files / "weights_torchscript.pt")
+        write_torchscript(net, card, example, files / "weights_torchscript.pt", same_size=True)
         entries["torchscript"] = spec.TorchscriptWeightsDescr(
             source=files / "weights_torchscript.pt",
             pytorch_version=torch_version,
             parent=None if root == "torchscript" else root,
-            comment=f"{common}; torch.jit.trace on {tuple(example.shape[2:])}, any valid shape works",
+            comment=f"{common}; same-size graph, torch.jit.trace on {tuple(example.shape[2:])}, any valid "
+            "shape works",
         )
     if "onnx" in weight_formats:
-        (files / "weights.onnx").write_bytes(onnx_bytes(net, card, example, opset))
+        (files / "weights.onnx").write_bytes(onnx_bytes(net, card, example, opset, same_size=True))
         entries["onnx"] = spec.OnnxWeightsDescr(
             source=files / "weights.onnx",
             opset_version=opset,
             parent=None if root == "onnx" else root,
-            comment=f"{common}; torch.onnx.export (dynamo=False), dynamic batch and spatial axes",
+            comment=f"{common}; same-size graph, torch.onnx.export (dynamo=False), dynamic batch and "
+            "spatial axes",
         )
     return entries
 
 
 def _tensor_descrs(net: UNet, card: ModelCard, files: Path) -> tuple[Any, Any]:
-    """Input and output tensor descriptions: parameterized input sizes (min + n * pooling period), output
-    sizes referencing them minus twice the halo, element size in µm, normalisation, soft-max."""
+    """Input and output tensor descriptions of the same-size graph (:class:`SameSizeGeometry`): input sizes
+    ``min + n * pooling period`` with reflect padding, output the size of the input with the declared halo,
+    element size in µm, normalisation, soft-max."""
     from bioimageio.spec.model import v0_5 as spec
 
-    levels = net.levels
+    g = same_size_geometry(net.levels)
     axes = axis_ids(net.spatial_dims)
     es = card.element_size
     unit = None if es is None else "micrometer"
@@ -105,20 +128,19 @@ def _tensor_descrs(net: UNet, card: ModelCard, files: Path) -> tuple[Any, Any]:
         spec.ChannelAxis(channel_names=[f"channel{c}" for c in range(net.in_channels)]),
     ]
     out_axes: list[Any] = [spec.BatchAxis(), spec.ChannelAxis(channel_names=class_names(card))]
-    for a, m, p, h, s in zip(
-        axes, shapes.min_input_shape(levels), shapes.pooling_period(levels), shapes.halo(levels), scales
-    ):
+    for a, m, p, h, hh, s in zip(axes, g.min_size, g.period, g.declared_halo, g.halo, scales):
         axis_id = spec.AxisId(a)
         size = spec.ParameterizedSize(min=m, step=p)
         in_axes.append(spec.SpaceInputAxis(id=axis_id, size=size, scale=s, unit=unit))
-        ref = spec.SizeReference(tensor_id=spec.TensorId("input"), axis_id=axis_id, offset=-2 * h)
+        ref = spec.SizeReference(tensor_id=spec.TensorId("input"), axis_id=axis_id, offset=0)
         out_axes.append(
-            spec.SpaceOutputAxis(
+            spec.SpaceOutputAxisWithHalo(
                 id=axis_id,
                 size=ref,
+                halo=h,
                 scale=s,
                 unit=unit,
-                description=f"input - 2 x halo {h} (valid convolutions)",
+                description=f"input size; halo: the {hh} px valid-convolution margin rounded up to {p}",
             )
         )
     spatial = [spec.AxisId(a) for a in axes]
@@ -138,8 +160,9 @@ def _tensor_descrs(net: UNet, card: ModelCard, files: Path) -> tuple[Any, Any]:
         ]
     inputs = spec.InputTensorDescr(
         id=spec.TensorId("input"),
-        description="raw image; normalised per channel by the preprocessing",
+        description="raw image; normalised per channel by the preprocessing; mirrored (reflect) at borders",
         axes=in_axes,
+        pad=spec.ReflectPadding(mode="reflect"),  # explicit: a default mode is not written out
         test_tensor=spec.FileDescr(source=files / "test_input.npy"),
         sample_tensor=spec.FileDescr(source=files / "sample_input.tif"),
         data=spec.IntervalOrRatioDataDescr(type="float32"),
@@ -182,9 +205,10 @@ def write_bioimageio(
     from bioimageio.spec.model import v0_5 as spec
 
     nd = net.spatial_dims
-    shape = _default_test_shape(net.levels) if test_shape is None else tuple(int(s) for s in test_shape)
+    g = same_size_geometry(net.levels)
+    shape = _default_test_shape(g) if test_shape is None else tuple(int(s) for s in test_shape)
     try:
-        net.output_shape(shape)
+        g.check(shape)
     except ValueError as e:
         raise ExportError(f"{out}: test_shape: {e}") from None
     task = card.task.get("name", "segmentation")
@@ -199,14 +223,16 @@ def write_bioimageio(
         np.save(files / "test_output.npy", probs)
         tifffile.imwrite(files / "sample_input.tif", image[None], photometric="minisblack")
         tifffile.imwrite(files / "sample_output.tif", probs, photometric="minisblack")
-        cover(image, probs, net.halo, files / "cover.png")
+        cover(image, probs, g.declared_halo, files / "cover.png")
         (files / "README.md").write_text(readme(card, ckpt, ckpt_path, weight_formats), encoding="utf-8")
         weights = _weights_descrs(net, card, example, files, ckpt_path.name, weight_formats, opset)
         inputs, outputs = _tensor_descrs(net, card, files)
 
         unet_config: dict[str, Any] = {
             "card": card.to_dict(),
+            "graph": "same_size: reflect padding inside, output the size of the input",
             "halo": list(net.halo),
+            "declared_halo": list(g.declared_halo),
             "pooling_period": list(net.pooling_period),
             "checkpoint": ckpt_path.name,
             **{k: int(ckpt[k]) for k in ("epoch", "global_step") if k in ckpt},
@@ -249,8 +275,6 @@ def write_bioimageio(
                     unet=unet_config,
                 ),
             )
-            if validate:
-                run_package_test(descr, out)
         staged = work / ("package.zip" if out.suffix.lower() == ".zip" else "package")
         with _quiet_bioimageio():
             if staged.suffix == ".zip":
@@ -259,9 +283,29 @@ def write_bioimageio(
                     os.fsync(f.fileno())
             else:
                 save_bioimageio_package_as_folder(descr, output_path=staged)
+        if validate:  # the package as written, read back as a consumer reads it
+            with _offline_hint(out, authors):
+                written = _load_written(staged, out)
+            run_package_test(written, out)
+            check_consumer_parity(written, net, card, out)
         move_into_place(staged, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _load_written(staged: Path, out: Path) -> Any:
+    """The model description of the written package, loaded back (ExportError if it does not load)."""
+    from bioimageio.spec import load_description
+    from bioimageio.spec.model import v0_5 as spec
+
+    with _quiet_bioimageio():
+        descr = load_description(staged)
+    if not isinstance(descr, spec.ModelDescr):
+        raise ExportError(
+            f"{out}: the written package does not load back as a model:\n"
+            f"{validation_report(descr.validation_summary)}"
+        )
+    return descr
 
 
 def _linked_dataset(dataset_id: str) -> Any:
@@ -314,6 +358,84 @@ def run_package_test(descr: Any, out: Path) -> None:
     log.info("bioimage.io test of %s: %s", out, summary.status)
     if summary.status != "passed":
         raise ExportError(f"{out}: the bioimage.io package failed its test:\n{validation_report(summary)}")
+
+
+def consumer_predictions(
+    descr: Any, image: np.ndarray, weight_format: str, blocksize: int | None = None
+) -> np.ndarray:
+    """(K, *S) probabilities of ``bioimageio.core.predict`` for a raw (C, *S) image, as a consumer gets them:
+    the package's own preprocessing, graph and postprocessing; whole-image (``blocksize`` None) or blockwise
+    with ``blocksize_parameter=blocksize`` (blocks padded by the declared halo, which is cropped again)."""
+    from bioimageio.core import create_prediction_pipeline, predict
+
+    with _quiet_bioimageio(), quiet_export():
+        pipeline = create_prediction_pipeline(descr, devices=["cpu"], weights_format=weight_format)
+        sample = predict(model=pipeline, inputs=image[None], blocksize_parameter=blocksize)
+    (tensor,) = sample.members.values()
+    return np.asarray(tensor.data, dtype=np.float32)[0]
+
+
+def consumer_parity(
+    descr: Any,
+    net: UNet,
+    card: ModelCard,
+    image: np.ndarray,
+    blocksizes: Sequence[int] = PARITY_BLOCKSIZES,
+    weight_formats: Sequence[str] | None = None,
+) -> dict[tuple[str, str], float]:
+    """Largest absolute difference between bioimageio.core's prediction and predict.py's probabilities
+    (:func:`unet.export.content.reference_prediction`, float32) of a raw (C, *S) image, per (weight format,
+    ``"whole"`` or ``"blocksize <n>"``)."""
+    ref = reference_prediction(net, image, card)[0]
+    formats = list(weight_formats or [w for w in BIOIMAGEIO_WEIGHTS if getattr(descr.weights, w) is not None])
+    diffs: dict[tuple[str, str], float] = {}
+    for fmt in formats:
+        for n in (None, *blocksizes):
+            got = consumer_predictions(descr, image, fmt, n)
+            what = "whole" if n is None else f"blocksize {n}"
+            if got.shape != ref.shape:
+                raise ExportError(
+                    f"bioimageio.core ({fmt}, {what}) returned shape {got.shape}, predict.py {ref.shape}"
+                )
+            diffs[fmt, what] = float(np.abs(got.astype(np.float64) - ref).max())
+    return diffs
+
+
+def check_consumer_parity(descr: Any, net: UNet, card: ModelCard, out: Path) -> None:
+    """ExportError unless bioimageio.core's whole-image and blockwise predictions of a synthetic image
+    (:func:`parity_shape`, blocksizes :data:`PARITY_BLOCKSIZES`) equal predict.py's to
+    :data:`PARITY_TOLERANCE` for every weight format of the package.
+
+    Exception, logged as a warning: percentile normalisation in whole-image mode. bioimageio.core pads the
+    image by the halo before its preprocessing there, so its percentiles are those of the mirrored image,
+    not of the image as in predict.py (blockwise mode measures the image itself and is held to the
+    tolerance). Min-max normalisation is unaffected: mirroring adds no new values.
+    """
+    g = same_size_geometry(net.levels)
+    image = synthetic_image(parity_shape(g), net.in_channels, seed=1)
+    try:
+        diffs = consumer_parity(descr, net, card, image)
+    except ExportError as e:
+        raise ExportError(f"{out}: {e}") from None
+    report = ", ".join(f"{fmt} {what}: {d:.1e}" for (fmt, what), d in diffs.items())
+    log.info("bioimage.io consumer parity of %s on %s: %s", out, image.shape[1:], report)
+    exempt = {(fmt, what) for fmt, what in diffs if what == "whole" and card.normalization == "percentile"}
+    if any(diffs[k] > PARITY_TOLERANCE for k in exempt):
+        log.warning(
+            "%s: bioimageio.core's whole-image prediction differs from predict.py's by up to %.1e: it "
+            "measures the percentiles of the normalisation on the image mirrored by the halo; blockwise "
+            "prediction measures them on the image (%s)",
+            out,
+            max(diffs[k] for k in exempt),
+            report,
+        )
+    bad = {k: d for k, d in diffs.items() if k not in exempt and not d <= PARITY_TOLERANCE}
+    if bad:
+        raise ExportError(
+            f"{out}: bioimageio.core's predictions of a {image.shape[1:]} image differ from predict.py's "
+            f"probabilities by more than {PARITY_TOLERANCE:g} (max abs difference per weight format and "
+            f"prediction mode: {report}); the package is not written"
+        )
 
 
 def validation_report(summary: Any) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from PIL import Image
@@ -24,12 +25,13 @@ from unet.data.datasets import DatasetSource, parse_region, regions_overlap
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
 DATA_ROOT = ROOT.parent / "shared" / "data"
-#: one experiment per dataset folder: its data config reads one DatasetSource (nuclei-base unites several)
+#: one experiment per dataset folder: its data config reads one DatasetSource (selects the generated option
+#: ``data/source/dataset``; nuclei-base unites several)
 EXPERIMENTS = sorted(
     p.stem
     for p in (ROOT / "conf" / "experiment").glob("*.yaml")
     if (ROOT / "conf" / "data" / p.name).exists()
-    and "unet.data.datasets.DatasetSource" in (ROOT / "conf" / "data" / p.name).read_text()
+    and "source/dataset@source" in yaml.safe_load((ROOT / "conf" / "data" / p.name).read_text())["defaults"]
 )
 
 needs_data = pytest.mark.skipif(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import OmegaConf
 
 from unet import config
@@ -78,8 +79,10 @@ def test_no_yaml_restates_a_default() -> None:
         body = {k: v for k, v in _yaml(path).items() if k != "defaults"}
         check(path, body, "", nodes["model", "base"])
     for path in sorted((CONF / "data").glob("*.yaml")):
-        body = {k: v for k, v in _yaml(path).items() if k in nodes["data", "base"]}
-        check(path, body, "", nodes["data", "base"])
+        body = {k: v for k, v in _yaml(path).items() if k != "defaults"}
+        check(path, {k: v for k, v in body.items() if k in nodes["data", "base"]}, "", nodes["data", "base"])
+        composed = OmegaConf.to_container(_cfg([f"data={path.stem}"]).data)
+        restated += _restated_arguments(path, body, composed)
     for path in sorted((CONF / "experiment").glob("*.yaml")):
         body = _yaml(path)
         task = "detection" if {"override /task": "detection"} in body.get("defaults", []) else "segmentation"
@@ -90,6 +93,35 @@ def test_no_yaml_restates_a_default() -> None:
         model = {k: v for k, v in body.get("model", {}).items() if k != "net"}  # net: dataset facts, papers'
         check(path, model, "model.", nodes["model", "base"])
     assert not restated, "defaults written again:\n" + "\n".join(restated)
+
+
+def _restated_arguments(path: Path, body: dict[str, Any], composed: dict[str, Any], prefix: str = "") -> list:
+    """``key: value`` lines of ``body`` (a ``conf/data`` file) that restate the default of the callable they
+    configure: the ``_target_`` of the composed node they sit in (a ``source``, the data module...), or the
+    ``_target_`` a generated option selected in the file's defaults list already gives."""
+    found = []
+    target = composed.get("_target_")
+    params = inspect.signature(get_object(target)).parameters if target else {}
+    for key, value in body.items():
+        name = f"{prefix}{key}"
+        if key == "_target_" and _selects_generated(path, prefix.rstrip(".") or "_here_", value):
+            found.append(f"{path.relative_to(ROOT)}: {name}: {value!r} (the generated option's)")
+        elif key in params and config.plain(params[key].default) == value:
+            found.append(f"{path.relative_to(ROOT)}: {name}: {value!r} (default of {target})")
+        elif isinstance(value, dict) and isinstance(composed.get(key), dict):
+            found += _restated_arguments(path, value, composed[key], f"{name}.")
+    return found
+
+
+def _selects_generated(path: Path, package: str, target: str) -> bool:
+    """The file's defaults list selects a generated option at ``package`` whose ``_target_`` is ``target``."""
+    for entry in _yaml(path).get("defaults", []):
+        option, _, at = str(entry).partition("@")
+        group, _, name = option.rpartition("/")
+        node = config.nodes().get((f"data/{group}", name), {})
+        if at == package and node.get("_target_") == target:
+            return True
+    return False
 
 
 def test_the_generated_defaults_are_the_signatures() -> None:

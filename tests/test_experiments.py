@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from PIL import Image
 
+import unet.cli.train as cli_train
 from unet.cli.train import train
 from unet.data import datasets as D
 from unet.data.datasets import DatasetSource, parse_region, regions_overlap
@@ -24,13 +26,17 @@ from unet.data.datasets import DatasetSource, parse_region, regions_overlap
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
 DATA_ROOT = ROOT.parent / "shared" / "data"
-#: one experiment per dataset folder: its data config reads one DatasetSource (nuclei-base unites several)
+#: one experiment per dataset folder: its data config reads one DatasetSource (selects the generated option
+#: ``data/source/dataset``; nuclei-base unites several)
 EXPERIMENTS = sorted(
     p.stem
     for p in (ROOT / "conf" / "experiment").glob("*.yaml")
     if (ROOT / "conf" / "data" / p.name).exists()
-    and "unet.data.datasets.DatasetSource" in (ROOT / "conf" / "data" / p.name).read_text()
+    and "source/dataset@source" in yaml.safe_load((ROOT / "conf" / "data" / p.name).read_text())["defaults"]
 )
+
+#: the validation scores of a segmentation task (and ``iou_<method>`` etc. under instances="auto")
+SEGMENTATION_SCORES = ("iou", "pq", "f1", "precision", "recall")
 
 needs_data = pytest.mark.skipif(
     not DATA_ROOT.is_dir(),
@@ -144,8 +150,10 @@ def _tiny(experiment: str, dims: int) -> list[str]:
 
 @needs_data
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_experiment_smoke_run(tmp_path, experiment) -> None:
-    """One tile through training and one validation image, on the real data, with a tiny network."""
+def test_experiment_smoke_run(tmp_path, monkeypatch, experiment) -> None:
+    """One tile through training and one validation image, on the real data, with a tiny network: one
+    optimiser step, a finite loss, every validation score of the task logged, the monitored one returned
+    (in [0, 1]), the instance method chosen where the task leaves it to validation, and no files (debug)."""
     cfg = _cfg(tmp_path, [f"experiment={experiment}"])
     dims = cfg.model.net.spatial_dims
     # fewer images (the split lists themselves are checked above) keep target computation fast
@@ -154,7 +162,25 @@ def test_experiment_smoke_run(tmp_path, experiment) -> None:
         stems = list(cfg.data.source[split])[:1]
         over.append(f"data.source.{split}=[" + ",".join(f"'{s}'" for s in stems) + "]")
     cfg = _cfg(tmp_path, over)
-    train(cfg)
+    built, real_build = [], cli_train.build
+
+    def build(c):  # the objects train() makes, to look at after the run
+        built.append(real_build(c))
+        return built[-1]
+
+    monkeypatch.setattr(cli_train, "build", build)
+    value = train(cfg)
+    task, model, _datamodule, trainer = built[0]
+    assert trainer.state.finished and trainer.global_step == 1
+    logged = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    assert np.isfinite(logged["train/loss"]) and logged["train/loss"] > 0
+    assert np.isfinite(logged["val/loss"]) and logged["val/loss"] > 0
+    scores = ("f1", "precision", "recall", "count_error") if task.name == "detection" else SEGMENTATION_SCORES
+    assert {f"val/{k}" for k in scores} <= set(logged)
+    assert value == logged[task.monitor] and 0.0 <= value <= 1.0, (task.monitor, value)
+    if getattr(task, "instances", None) == "auto":
+        assert model.task.selected in task.METHODS
+    assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.rglob("events.out.*"))
 
 
 @needs_data

@@ -14,6 +14,10 @@ option (group/name)                        generated from
 ``data/augment/falk2019``                  :meth:`unet.data.augment.AugmentParams.falk2019`
 ``data/base``                              :class:`unet.data.datamodule.UNetDataModule` (``conf/data/*``
                                            add a ``source``)
+``data/source/dataset``, ``synthetic``     :class:`unet.data.datasets.DatasetSource`, ``SyntheticSource``
+                                           (``conf/data/*`` select one ``@source`` and set what differs)
+``data/source/folders``                    :meth:`unet.data.datamodule.UNetDataModule.from_folders`
+                                           (``conf/data/folder.yaml`` selects it ``@_here_``)
 ``model/base``                             :class:`unet.lit_module.LitUNet` with ``net``:
                                            :class:`unet.models.unet.UNet` (``conf/model/unet2d.yaml``
                                            adds the recipe: features, optimizer, scheduler)
@@ -79,6 +83,8 @@ def nodes() -> dict[tuple[str, str], dict[str, Any]]:
     """``{(group, name): node}`` of every generated option."""
     from unet.data.augment import AugmentParams
     from unet.data.datamodule import UNetDataModule
+    from unet.data.datasets import DatasetSource
+    from unet.data.sources import SyntheticSource
     from unet.lit_module import LitUNet
     from unet.models.unet import UNet
     from unet.tasks import TASKS
@@ -89,6 +95,10 @@ def nodes() -> dict[tuple[str, str], dict[str, Any]]:
     out["data/augment", "falk2019"] = values_of(AugmentParams.falk2019())
     # the objects the pipeline builds (source, augmentation, network, task, optimiser) are not defaults here
     out["data", "base"] = {**defaults_of(UNetDataModule, exclude=("source", "augment")), "seed": "${seed}"}
+    # the sources ``conf/data/*`` configure, with their defaults (the YAML sets what differs)
+    out["data/source", "dataset"] = defaults_of(DatasetSource)
+    out["data/source", "synthetic"] = defaults_of(SyntheticSource)
+    out["data/source", "folders"] = defaults_of(UNetDataModule.from_folders)  # at data (``@_here_``)
     model = defaults_of(LitUNet, exclude=("net", "task", "optimizer", "scheduler"))
     out["model", "base"] = {**model, "net": defaults_of(UNet, exclude=("element_size",))}
     return out

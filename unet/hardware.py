@@ -94,16 +94,6 @@ def autocast(precision: str, device: str | torch.device = "cpu"):
     return contextlib.nullcontext()
 
 
-def register_resolvers() -> None:
-    """Register Hydra's resolvers and generated config options: :func:`unet.config.register`.
-
-    ``unet.cli.train`` calls this on import; the registration itself lives in :mod:`unet.config`.
-    """
-    from unet.config import register
-
-    register()
-
-
 def available_memory_bytes(device: str | torch.device = "cpu") -> int:
     """Memory free for new work: CUDA ``mem_get_info`` free bytes, else the OS's MemAvailable (Linux), else
     physical memory (``os.sysconf``), else 4 GiB."""

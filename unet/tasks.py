@@ -4,6 +4,8 @@ A task turns an annotation into the class target, loss weights and sampling pdf 
 turns predicted class probabilities into objects, and scores them against the annotation with the
 papers' metrics (M6.1 object IoU, M6.2 detection F1). Training, validation, prediction and evaluation
 all go through these methods, so what `val/*` reports is what `predict.py` + `evaluate.py` give.
+The defaults of the papers' constants (``v_bal``, ``sigma_bal``, ``sigma_sep``, ``lambda_sep``, ``radius``,
+``d_match``) live in :mod:`unet.constants`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from unet import metrics, postprocess
+from unet.constants import D_MATCH, DETECTION_RADIUS, LAMBDA_SEP, SIGMA_BAL, SIGMA_SEP, V_BAL
 from unet.data import weights as W
 from unet.data.items import Annotation
 
@@ -42,10 +45,10 @@ class SegmentationTask:
     """
 
     num_classes: int = 2
-    v_bal: float = 0.1
-    sigma_bal: float = 10.0
-    sigma_sep: float = 6.0
-    lambda_sep: float = 50.0
+    v_bal: float = V_BAL
+    sigma_bal: float = SIGMA_BAL
+    sigma_sep: float = SIGMA_SEP
+    lambda_sep: float = LAMBDA_SEP
     ridges: bool = True
     min_size: int = 0
     monitor: str = "val/iou"
@@ -184,11 +187,11 @@ class DetectionTask:
     """
 
     num_classes: int = 2
-    radius: float = 2.0
+    radius: float = DETECTION_RADIUS
     r_ign: float | None = None
-    v_bal: float = 0.1
-    sigma_bal: float = 10.0
-    d_match: float = 6.0
+    v_bal: float = V_BAL
+    sigma_bal: float = SIGMA_BAL
+    d_match: float = D_MATCH
     min_size: int = 0
     monitor: str = "val/f1"
 

@@ -18,13 +18,14 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from unet.checkpoint import load_checkpoint, load_project_checkpoint
+from unet.config import register
 from unet.data.preprocess import scale_factors
-from unet.hardware import precision_reason, register_resolvers
+from unet.hardware import precision_reason
 from unet.models.unet import UNet
 from unet.predict.image import ModelCard
 
 log = logging.getLogger(__name__)
-register_resolvers()  # ${unet.precision:...} in conf/trainer
+register()  # the resolvers (${unet.precision:...} in conf/trainer) and the generated options
 
 
 def instantiate(node: Any, *args: Any, **kwargs: Any) -> Any:

@@ -12,10 +12,9 @@ per spatial axis (e.g. ``(0.5, 0.2, 0.2)`` µm for ZYX) or ``None`` for isotropi
 Euclidean in physical space and expressed in units of the *smallest* element size, so every sigma and
 radius here is measured in pixels of the finest axis.
 
-Defaults are those the U-Net Fiji plugin ships: ``v_bal = 0.1`` (also stated in Falk 2019 M3, "ten times more
-often ... according to our selection of v_bal = 0.1"), ``sigma_bal = 10`` px, ``sigma_sep = 6`` px and
-``lambda_sep = 50``; the latter three are plugin defaults that the paper text does not state (Ronneberger
-2015 used ``w_0 = 10``, ``sigma ~ 5`` px in eq. 2).
+The defaults ``v_bal``, ``sigma_bal``, ``sigma_sep``, ``lambda_sep`` and the detection ``radius`` are the
+papers' constants of :mod:`unet.constants` (their one home, cited there to the equation and its source).
+A parameter documented with "default V_BAL" etc. takes that constant.
 """
 
 from __future__ import annotations
@@ -27,6 +26,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
+
+from unet.constants import DETECTION_RADIUS, LAMBDA_SEP, SIGMA_BAL, SIGMA_SEP, V_BAL
+from unet.validation import check_element_size, check_labels
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +47,6 @@ ElementSize = Sequence[float] | None
 
 
 # --------------------------------------------------------------------------------------------- validation
-def _check_labels(labels: np.ndarray, name: str = "labels") -> np.ndarray:
-    """Validate an instance-label or class image: 2D/3D, integer (or bool), non-negative."""
-    if not isinstance(labels, np.ndarray):
-        raise ValueError(f"{name} must be a numpy array, got {type(labels).__name__}")
-    if labels.ndim not in (2, 3):
-        raise ValueError(f"{name} must be 2D (Y, X) or 3D (Z, Y, X), got shape {labels.shape}")
-    if labels.dtype == bool:
-        return labels.astype(np.uint8)
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{name} must have an integer dtype (0 = background), got {labels.dtype}")
-    if labels.size and np.issubdtype(labels.dtype, np.signedinteger) and labels.min() < 0:
-        raise ValueError(f"{name} must be non-negative, found minimum {labels.min()}")
-    return labels
-
-
 def _check_mask(mask: np.ndarray | None, shape: tuple[int, ...], name: str) -> np.ndarray | None:
     """Validate an optional boolean mask of the given spatial shape."""
     if mask is None:
@@ -76,14 +63,10 @@ def _check_mask(mask: np.ndarray | None, shape: tuple[int, ...], name: str) -> n
 
 def _sampling(element_size: ElementSize, ndim: int) -> tuple[float, ...]:
     """Per-axis pixel extent in units of the smallest element size (all 1 for ``None``)."""
-    if element_size is None:
+    es = check_element_size(element_size, ndim)
+    if es is None:
         return (1.0,) * ndim
-    es = np.asarray(element_size, dtype=np.float64).ravel()
-    if es.size != ndim:
-        raise ValueError(f"element_size {tuple(element_size)} has {es.size} entries for a {ndim}D image")
-    if not np.all(np.isfinite(es)) or np.any(es <= 0):
-        raise ValueError(f"element_size must be finite and positive, got {tuple(element_size)}")
-    return tuple(float(v) for v in es / es.min())
+    return tuple(v / min(es) for v in es)
 
 
 def _check_unit(value: float, name: str) -> float:
@@ -134,7 +117,7 @@ def insert_ridges(labels: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: if ``labels`` is not a 2D/3D non-negative integer array.
     """
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     remove = np.zeros(labels.shape, dtype=bool)
     for offset in _half_neighbourhood(labels.ndim):
         src, dst = _shift_slices(offset)
@@ -183,7 +166,7 @@ def distance_maps(
     Raises:
         ValueError: on invalid labels, element size or a negative ``max_distance``.
     """
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     sampling = _sampling(element_size, labels.ndim)
     if max_distance is not None and not max_distance >= 0:
         raise ValueError(f"max_distance must be >= 0 or None, got {max_distance}")
@@ -216,8 +199,8 @@ def distance_maps(
 def balance_weights(
     target_fg: np.ndarray,
     ignore: np.ndarray | None = None,
-    v_bal: float = 0.1,
-    sigma_bal: float = 10.0,
+    v_bal: float = V_BAL,
+    sigma_bal: float = SIGMA_BAL,
     element_size: ElementSize = None,
     smooth: bool = True,
 ) -> np.ndarray:
@@ -230,8 +213,8 @@ def balance_weights(
     Args:
         target_fg: ``([Z,] Y, X)`` bool, True on foreground (any class > 0).
         ignore: optional bool mask of the same shape; True where the ground truth is unknown.
-        v_bal: background weight in [0, 1] (default 0.1: Falk 2019 M3 and the Fiji plugin).
-        sigma_bal: std of the Gaussian fall-off in pixels of the finest axis (default 10: Fiji plugin).
+        v_bal: background weight in [0, 1] (default V_BAL).
+        sigma_bal: std of the Gaussian fall-off in pixels of the finest axis (default SIGMA_BAL).
         element_size: physical pixel extent per axis, or ``None`` for isotropic pixels.
         smooth: True for ``w'_bal`` (loss weights), False for the step ``w_bal`` (sampling pdf).
 
@@ -266,7 +249,7 @@ def balance_weights(
 
 def separation_weights(
     labels: np.ndarray,
-    sigma_sep: float = 6.0,
+    sigma_sep: float = SIGMA_SEP,
     element_size: ElementSize = None,
     truncate: float = 1e-4,
 ) -> np.ndarray:
@@ -281,7 +264,7 @@ def separation_weights(
 
     Args:
         labels: ``([Z,] Y, X)`` integer instance labels, 0 = background.
-        sigma_sep: Gaussian std in pixels of the finest axis (default 6: Fiji plugin).
+        sigma_sep: Gaussian std in pixels of the finest axis (default SIGMA_SEP).
         element_size: physical pixel extent per axis, or ``None`` for isotropic pixels.
         truncate: weights below this are zeroed, in [0, 1); 0 computes exact distances (slow).
 
@@ -291,7 +274,7 @@ def separation_weights(
     Raises:
         ValueError: on invalid labels or parameters.
     """
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     sigma_sep = _check_positive(sigma_sep, "sigma_sep")
     if not 0.0 <= truncate < 1.0:
         raise ValueError(f"truncate must lie in [0, 1), got {truncate}")
@@ -306,7 +289,7 @@ def separation_weights(
     return w
 
 
-def sampling_pdf(target_fg: np.ndarray, ignore: np.ndarray | None = None, v_bal: float = 0.1) -> np.ndarray:
+def sampling_pdf(target_fg: np.ndarray, ignore: np.ndarray | None = None, v_bal: float = V_BAL) -> np.ndarray:
     """Tile-sampling pdf: the step ``w_bal`` normalised to sum 1 (Falk 2019 M3).
 
     Args:
@@ -363,10 +346,10 @@ def segmentation_targets(
     *,
     ignore: np.ndarray | None = None,
     element_size: ElementSize = None,
-    v_bal: float = 0.1,
-    sigma_bal: float = 10.0,
-    sigma_sep: float = 6.0,
-    lambda_sep: float = 50.0,
+    v_bal: float = V_BAL,
+    sigma_bal: float = SIGMA_BAL,
+    sigma_sep: float = SIGMA_SEP,
+    lambda_sep: float = LAMBDA_SEP,
     ridges: bool = True,
     class_of_instance: Mapping[int, int] | Sequence[int] | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -381,10 +364,10 @@ def segmentation_targets(
         labels: ``([Z,] Y, X)`` integer instance labels, 0 = background.
         ignore: optional bool mask, True where the ground truth is unknown (weight 0, probability 0).
         element_size: physical pixel extent per axis, or ``None`` for isotropic pixels.
-        v_bal: background weight (default 0.1: Falk 2019 M3 and the Fiji plugin).
-        sigma_bal: ``w'_bal`` fall-off in pixels of the finest axis (default 10: Fiji plugin).
-        sigma_sep: ``w_sep`` std in pixels of the finest axis (default 6: Fiji plugin; eq. 2 used ~5).
-        lambda_sep: weight of ``w_sep`` (default 50: Fiji plugin; eq. 2 used ``w_0 = 10``).
+        v_bal: background weight (default V_BAL).
+        sigma_bal: ``w'_bal`` fall-off in pixels of the finest axis (default SIGMA_BAL).
+        sigma_sep: ``w_sep`` std in pixels of the finest axis (default SIGMA_SEP).
+        lambda_sep: weight of ``w_sep`` (default LAMBDA_SEP).
         ridges: insert ridges first (turn off only for labels that already have gaps).
         class_of_instance: for multi-class segmentation, instance id -> class in ``1..K-1``, as a mapping or
             a 1D integer lookup table indexed by id. ``None``: every instance is class 1.
@@ -396,7 +379,7 @@ def segmentation_targets(
     Raises:
         ValueError: on invalid labels, masks, parameters or class mapping, or an all-zero pdf.
     """
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     ignore = _check_mask(ignore, labels.shape, "ignore")
     if not lambda_sep >= 0:
         raise ValueError(f"lambda_sep must be >= 0, got {lambda_sep}")
@@ -417,8 +400,8 @@ def semantic_targets(
     *,
     ignore: np.ndarray | None = None,
     element_size: ElementSize = None,
-    v_bal: float = 0.1,
-    sigma_bal: float = 10.0,
+    v_bal: float = V_BAL,
+    sigma_bal: float = SIGMA_BAL,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Class mask -> target, weights ``w'_bal`` and pdf; no instances, hence no ``w_sep`` (Falk 2019 M2.1).
 
@@ -426,8 +409,8 @@ def semantic_targets(
         mask: ``([Z,] Y, X)`` integer class map, 0 = background, ``1..K-1`` foreground classes.
         ignore: optional bool mask, True where the ground truth is unknown.
         element_size: physical pixel extent per axis, or ``None`` for isotropic pixels.
-        v_bal: background weight (default 0.1).
-        sigma_bal: ``w'_bal`` fall-off in pixels of the finest axis (default 10).
+        v_bal: background weight (default V_BAL).
+        sigma_bal: ``w'_bal`` fall-off in pixels of the finest axis (default SIGMA_BAL).
 
     Returns:
         ``(target, weights, pdf)``: int64, float32, float64 arrays of ``mask.shape``.
@@ -435,7 +418,7 @@ def semantic_targets(
     Raises:
         ValueError: on invalid inputs or an all-zero pdf.
     """
-    mask = _check_labels(mask, "mask")
+    mask = check_labels(mask, "mask")
     ignore = _check_mask(ignore, mask.shape, "ignore")
     fg = mask > 0
     weights = balance_weights(fg, ignore, v_bal, sigma_bal, element_size, smooth=True)
@@ -476,11 +459,11 @@ def detection_targets(
     shape: Sequence[int],
     *,
     classes: np.ndarray | None = None,
-    radius: float = 2.0,
+    radius: float = DETECTION_RADIUS,
     r_ign: float | None = None,
     element_size: ElementSize = None,
-    v_bal: float = 0.1,
-    sigma_bal: float = 10.0,
+    v_bal: float = V_BAL,
+    sigma_bal: float = SIGMA_BAL,
     ignore: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Point annotations -> class target, loss weights and sampling pdf for detection (Falk 2019 M2.1).
@@ -499,8 +482,8 @@ def detection_targets(
         r_ign: outer radius of the ignored ring, same units; ``None`` uses ``2 * radius`` (our choice: the
             paper gives no value); a value ``<= radius`` disables the ring.
         element_size: physical pixel extent per axis, or ``None`` for isotropic pixels.
-        v_bal: background weight (default 0.1).
-        sigma_bal: ``w'_bal`` fall-off in pixels of the finest axis (default 10).
+        v_bal: background weight (default V_BAL).
+        sigma_bal: ``w'_bal`` fall-off in pixels of the finest axis (default SIGMA_BAL).
         ignore: optional additional bool mask of ignored pixels.
 
     Returns:

@@ -21,6 +21,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from unet.validation import check_element_size
+
 #: An axis takes part in convolution/pooling of a level once its element size is within this factor of
 #: the finest axis: pooling only the fine axes of an anisotropic volume moves log(anisotropy) by log 2,
 #: which brings it closer to 1 exactly when the anisotropy exceeds sqrt(2) (Falk 2019, M1.1).
@@ -72,9 +74,9 @@ def anisotropic_levels(
     Returns:
         ``depth + 1`` level specs, finest first.
     """
-    size = [float(s) for s in element_size]
-    if not size or any(not math.isfinite(s) or s <= 0 for s in size):
-        raise ValueError(f"element_size must be positive and finite, got {tuple(element_size)}")
+    size = list(check_element_size(element_size) or ())
+    if not size:
+        raise ValueError("element_size is needed for anisotropic levels, got None")
     levels = []
     for _ in range(depth + 1):
         finest = min(size)

@@ -9,19 +9,16 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from unet import validation
+
 ElementSize = Sequence[float] | None
 
 
 def check_element_size(element_size: ElementSize, ndim: int) -> np.ndarray | None:
-    """Validate ``element_size`` (µm per spatial axis) as a float64 ``(ndim,)`` array, or None."""
-    if element_size is None:
-        return None
-    es = np.asarray(element_size, dtype=np.float64).ravel()
-    if es.size != ndim:
-        raise ValueError(f"element_size {tuple(es.tolist())} has {es.size} entries for a {ndim}D image")
-    if not np.all(np.isfinite(es)) or np.any(es <= 0):
-        raise ValueError(f"element_size must be finite and positive, got {tuple(es.tolist())}")
-    return es
+    """``element_size`` (µm per spatial axis) as a float64 ``(ndim,)`` array, or None
+    (:func:`unet.validation.check_element_size`)."""
+    es = validation.check_element_size(element_size, ndim)
+    return None if es is None else np.asarray(es, dtype=np.float64)
 
 
 def connectivity_structure(ndim: int, connectivity: int | None) -> np.ndarray:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from unet import io
+from unet.validation import check_labels
 
 #: Voxels per processing block when ``chunks`` is not given (grown from the stored chunks).
 DEFAULT_BLOCK_VOXELS = 1 << 22
@@ -89,11 +90,7 @@ def label_block(array: Any, sl: tuple, name: str) -> np.ndarray:
     lab = np.asarray(array[sl])
     if lab.dtype == bool:
         return lab.view(np.uint8)
-    if not np.issubdtype(lab.dtype, np.integer):
-        raise ValueError(f"{name} must be integer labels, got dtype {lab.dtype}")
-    if lab.size and np.issubdtype(lab.dtype, np.signedinteger) and lab.min() < 0:
-        raise ValueError(f"{name} must be non-negative, found {lab.min()}")
-    return lab
+    return check_labels(lab, name)
 
 
 # ------------------------------------------------------------------------------------------ accumulators

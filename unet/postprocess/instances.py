@@ -13,6 +13,7 @@ import numpy.typing as npt
 from scipy import ndimage as ndi
 
 from unet.postprocess.checks import ElementSize, check_element_size, connectivity_structure, min_pixels
+from unet.validation import check_labels
 
 
 # --------------------------------------------------------------------------------------------- validation
@@ -33,15 +34,9 @@ def split_input(classes_or_probs: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray
     if np.issubdtype(arr.dtype, np.floating):
         probs = _check_probabilities(arr)
         return class_map(probs), probs
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    if not np.issubdtype(arr.dtype, np.integer):
+    if arr.dtype != bool and not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"expected a float probability map or an integer class map, got dtype {arr.dtype}")
-    if arr.ndim not in (2, 3):
-        raise ValueError(f"a class map must be (Y, X) or (Z, Y, X), got shape {arr.shape}")
-    if arr.size and np.issubdtype(arr.dtype, np.signedinteger) and arr.min() < 0:
-        raise ValueError(f"a class map must be non-negative, found minimum {arr.min()}")
-    return arr, None
+    return check_labels(arr, "class map"), None
 
 
 # ----------------------------------------------------------------------------------------------- classes

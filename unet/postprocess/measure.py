@@ -14,6 +14,7 @@ from scipy import ndimage as ndi
 from unet.postprocess.checks import ElementSize, check_element_size
 from unet.postprocess.perimeters import imagej_perimeters, pixel_perimeters
 from unet.postprocess.points import compact_ids, foreground_pixels, weighted_centroids
+from unet.validation import check_labels
 
 _AXES = ("z", "y", "x")
 
@@ -90,13 +91,7 @@ def measure_objects(
     Returns:
         One ``dict`` per object (an empty list when there are none); all rows share the same keys.
     """
-    lab_img = np.asarray(labels)
-    if lab_img.dtype == bool:
-        lab_img = lab_img.astype(np.uint8)
-    if lab_img.ndim not in (2, 3) or not np.issubdtype(lab_img.dtype, np.integer):
-        raise ValueError(f"labels must be a 2D/3D integer array, got shape {lab_img.shape} {lab_img.dtype}")
-    if lab_img.size and np.issubdtype(lab_img.dtype, np.signedinteger) and lab_img.min() < 0:
-        raise ValueError(f"labels must be non-negative, found minimum {lab_img.min()}")
+    lab_img = check_labels(np.asarray(labels), "labels")
     ndim = lab_img.ndim
     shape = lab_img.shape
     es = check_element_size(element_size, ndim)

@@ -65,6 +65,7 @@ from unet.models.unet import UNet
 from unet.predict.image import ModelCard, load_model
 from unet.predict.jobs import MIB, Job, predict_in_memory, predict_out_of_core
 from unet.tiling import TTA_MODES, check_tta, validate_image
+from unet.validation import check_element_size
 
 log = logging.getLogger(__name__)
 
@@ -187,20 +188,6 @@ def list_inputs(
     return list(unique.values())
 
 
-def _element_size(value: float | Sequence[float] | None, ndim: int) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    if isinstance(value, int | float):
-        es = (float(value),) * ndim
-    else:
-        es = tuple(float(v) for v in value)
-        if len(es) == 1:
-            es = es * ndim
-    if len(es) != ndim or not all(math.isfinite(v) and v > 0 for v in es):
-        raise ValueError(f"element_size {value!r} is not {ndim} positive values (µm) for a {ndim}D image")
-    return es
-
-
 def _plan_job(
     path: Path,
     net: Any,
@@ -215,7 +202,7 @@ def _plan_job(
     shape = tuple(int(s) for s in data.array.shape[1:])
     es = data.element_size
     if es is None:
-        es = _element_size(element_size, len(shape))
+        es = check_element_size(element_size, len(shape), name=f"{path}: element_size", broadcast=True)
     elif element_size is not None:
         log.debug("%s: using the element size %s from the file, not element_size=%s", path, es, element_size)
     if es is None and card.element_size is not None:

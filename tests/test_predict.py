@@ -599,3 +599,26 @@ def test_the_automatic_precision_on_both_kinds_of_cpu(tmp_path: Path, caplog, mo
         predict_files(ckpt, tmp_path / "img.tif", tmp_path / "out", **FAST)
     why = "native bf16 (AVX512-BF16/AMX)" if native == "1" else "no native bf16 on this CPU"
     assert f"precision {expect} (automatic: {why}; precision=... overrides)" in caplog.text
+
+
+def test_a_network_with_instance_norm_is_not_seam_free_and_predict_says_so(tmp_path: Path, caplog) -> None:
+    """Instance normalisation takes its statistics from the tile, so two tilings of one image differ (the
+    papers' network gives the same probabilities for every tiling); predict warns, naming the model."""
+    torch.manual_seed(0)
+    net = UNet(in_channels=1, spatial_dims=2, depth=2, base_features=4, norm="instance").eval()
+    card = ModelCard(net.config, SegmentationTask().config(), None, "minmax")
+    path = tmp_path / "inorm.ckpt"
+    torch.save(
+        {"state_dict": {"net." + k: v for k, v in net.state_dict().items()}, "unet_card": card.to_dict()},
+        path,
+    )
+    image = normalize(_image((120, 120), 5)[None].astype(np.float32))
+    whole = predict_tiled(net, image)
+    tiled = predict_tiled(net, image, tile_shape=(76, 76))
+    assert np.abs(whole - tiled).max() > 1e-3
+    plain = UNet(in_channels=1, spatial_dims=2, depth=2, base_features=4).eval()
+    assert np.abs(predict_tiled(plain, image) - predict_tiled(plain, image, tile_shape=(76, 76))).max() < 1e-5
+    io.write_tiff(tmp_path / "img.tif", _image((60, 60), 5))
+    with caplog.at_level(logging.WARNING, logger="unet.predict"):
+        predict_files(path, tmp_path / "img.tif", tmp_path / "out", **FAST)
+    assert "inorm.ckpt: the network has instance normalisation" in caplog.text

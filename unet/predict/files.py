@@ -353,6 +353,15 @@ def predict_files(
     dev = check_device(device)
     applied = model_precision(ckpt, precision, dev)
     net, task, card = load_any_model(ckpt)
+    norm = str(card.net.get("norm") or "none")
+    if norm in ("instance", "group"):
+        log.warning(
+            "%s: the network has %s normalisation, whose statistics depend on the tile: its predictions "
+            "change with tile_shape / memory_budget_mib (not seam-free); give a tile_shape that covers the "
+            "whole image for results that do not depend on the machine",
+            ckpt,
+            norm,
+        )
     net.to(dev)
     if tile_shape is not None:
         shapes.output_shape(net.levels, tuple(int(t) for t in tile_shape))  # ValueError names valid shapes

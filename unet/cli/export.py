@@ -43,15 +43,20 @@ bioimageio only: name (letters, digits, spaces, _+-(); null: "Freiburg U-Net <N>
 (null: derived from the architecture and task), authors (a list of {name, affiliation, email, github_user,
 orcid}; null: the login name of the exporting user, with a warning), license (SPDX identifier of the
 weights), tags (unet, unet2d/unet3d, pytorch, the task and freiburg-unet are always added), weight_formats
-(a subset of pytorch_state_dict, torchscript, onnx), test_shape (spatial shape of the synthetic test image;
-null: the smallest valid shape whose output covers 16 px per axis), parent_id (bioimage.io id of the model
+(a subset of pytorch_state_dict, torchscript, onnx), test_shape (spatial shape of the synthetic test image,
+a multiple of the pooling period at least the declared minimum; null: the smallest one covering 16 px inside
+the declared halo), parent_id (bioimage.io id of the model
 this one was finetuned from; a local init_from checkpoint is recorded in the package's config and README),
 training_data_id (bioimage.io id of the training data set), validate (run bioimageio.core's test of every
-weight format, on the CPU, before the package is moved into place).
+weight format and check its whole-image and blockwise predictions against predict.py's to 1e-4, on the CPU,
+before the package is moved into place; a package that fails is not written).
 
-Every exported network maps a valid (N, C, *input) tile, normalised per channel to [0, 1], to (N, K, *output)
-logits (output = input - 2 * halo per axis), for any valid input shape. The bioimage.io package (spec 0.5)
-adds the normalisation (scale_range) and a soft-max, test tensors, a cover and a README.
+format=onnx and format=torchscript map a valid (N, C, *input) tile, normalised per channel to [0, 1], to
+(N, K, *output) logits (output = input - 2 * halo per axis), for any valid input shape: predict.py tiles and
+mirrors the image itself. The bioimage.io package holds same-size graphs for consumers: they mirror-pad by
+the halo inside and return an output the size of the input (a multiple of the pooling period), on
+predict.py's pooling grid, and declare the halo consumers need to tile seam-free; it adds the normalisation
+(scale_range), a soft-max, test tensors, a cover and a README.
 Needs the export extra: pip install -e '.[export]'. Then: python predict.py ckpt_path=unet.onnx input=...
 """
 

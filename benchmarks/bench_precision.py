@@ -25,21 +25,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_items(dataset: str, data_root: Path, grayscale: bool) -> list:
-    """The held-out test items of ``conf/data/<dataset>.yaml`` (its fixed split)."""
+    """The held-out test items of the dataset's fixed split (``conf/data/<dataset>.yaml`` as train.py
+    composes it)."""
+    import tempfile
+
     from hydra.utils import instantiate
 
-    cfg = OmegaConf.load(ROOT / "conf" / "data" / f"{dataset}.yaml")
-    src = OmegaConf.to_container(cfg.source, resolve=False)
-    src["root"] = str(data_root / dataset)
-    if grayscale and "grayscale" in src:
-        src["grayscale"] = True
-    return instantiate(src).test_items()
+    from benchmarks.common import compose_config
+
+    over = [f"data={dataset}"] + (["data.source.grayscale=true"] if grayscale and "dsb" in dataset else [])
+    cfg = compose_config("quickstart", Path(tempfile.mkdtemp()), data_root, None, over)
+    return instantiate(cfg.data.source).test_items()
 
 
 def main(argv: list[str] | None = None) -> None:

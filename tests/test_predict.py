@@ -505,7 +505,7 @@ def test_command_lines(tmp_path: Path) -> None:
     lines = [line for line in r.stdout.splitlines() if not line.startswith("[")]
     assert lines[0].split()[:3] == ["image", "n_gt", "n_pred"]
     mean = next(line for line in lines if line.startswith("mean")).split()
-    assert mean[3:] == ["1.0000"] * 5 + ["0"]  # mean_iou, precision, recall, f1, ap, count_error
+    assert mean[3:] == ["1.0000"] * 7 + ["0"]  # mean_iou, precision, recall, f1, ap50, pq, ap, count_error
     assert (pred / "evaluation" / "metrics.csv").exists()
 
 

@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from unet.models.card import CARD_KEY
+
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used (missing, truncated, not a checkpoint, unsafe)."""
@@ -81,10 +83,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
 
 
 def load_project_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """:func:`load_checkpoint` for a checkpoint of this project (with a ``unet_card`` and a state dict)."""
+    """:func:`load_checkpoint` for a checkpoint of this project (with a model card under
+    :data:`unet.models.card.CARD_KEY` and a state dict)."""
     ckpt = load_checkpoint(path, map_location)
-    if "unet_card" not in ckpt or "state_dict" not in ckpt:
-        raise CheckpointError(f"{path}: not a checkpoint of this project (no 'unet_card' entry)")
+    if CARD_KEY not in ckpt or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path}: not a checkpoint of this project (no '{CARD_KEY}' entry)")
     return ckpt
 
 
@@ -142,7 +145,7 @@ def slim_checkpoint(
     }
     slim = {
         "state_dict": state,
-        "unet_card": ckpt["unet_card"],
+        CARD_KEY: ckpt[CARD_KEY],
         "hyper_parameters": dict(ckpt.get("hyper_parameters") or {}),
         "epoch": ckpt.get("epoch"),
         "global_step": ckpt.get("global_step"),

@@ -16,8 +16,9 @@ import torch
 from unet.checkpoint import load_project_checkpoint
 from unet.losses import weighted_cross_entropy
 from unet.memory import tile_shape_for_budget
+from unet.models.card import CARD_KEY, ModelCard
 from unet.models.unet import UNet
-from unet.predict.image import ModelCard, predict_model_grid
+from unet.predict.image import predict_model_grid
 from unet.tiling import check_tta, memory_format, use_channels_last
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ class LitUNet(L.LightningModule):
 
     # checkpoints carry the model card and the RNG states (exact resume) ----------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["unet_card"] = self.card.to_dict()
+        checkpoint[CARD_KEY] = self.card.to_dict()
         # tiles are keyed by (seed, step), so only torch's generator (dropout) and Python's carry state
         checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "python": random.getstate()}
         if torch.cuda.is_available():

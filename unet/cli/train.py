@@ -21,8 +21,8 @@ from unet.checkpoint import load_checkpoint, load_project_checkpoint
 from unet.config import register
 from unet.data.preprocess import scale_factors
 from unet.hardware import precision_reason
+from unet.models.card import CARD_KEY, ModelCard
 from unet.models.unet import UNet
-from unet.predict.image import ModelCard
 
 log = logging.getLogger(__name__)
 register()  # the resolvers (${unet.precision:...} in conf/trainer) and the generated options
@@ -105,7 +105,7 @@ def _pretrained_card(path: str | None) -> ModelCard | None:
     if not Path(path).is_file():
         raise ValueError(f"model.init_from: no checkpoint at {path}")
     ckpt = load_project_checkpoint(path)
-    return ModelCard.from_dict(ckpt["unet_card"])
+    return ModelCard.from_dict(ckpt[CARD_KEY])
 
 
 def _get_class(path: str) -> type:
@@ -204,10 +204,10 @@ def check_resume_matches(ckpt_path: Any, ckpt: dict[str, Any], model: Any) -> No
     def plain(v: Any) -> Any:
         return [plain(x) for x in v] if isinstance(v, (list, tuple)) else v
 
-    saved = (ckpt.get("unet_card") or {}).get("net")
+    saved = (ckpt.get(CARD_KEY) or {}).get("net")
     if saved is None:
         raise ValueError(
-            f"{ckpt_path}: not a checkpoint of this project (no 'unet_card'); cannot resume from it"
+            f"{ckpt_path}: not a checkpoint of this project (no '{CARD_KEY}'); cannot resume from it"
         )
     ours = model.card.to_dict()["net"]
     diffs = [

@@ -18,9 +18,10 @@ arguments of :func:`export_model`, :mod:`unet.cli.export`); library: :func:`expo
   period. ONNX: the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``, opset 17) with
   dynamic batch and spatial axes: it needs only the ``onnx`` package and works offline; the dynamo exporter
   needs ``onnxscript`` and would have to be told the valid-shape constraints of every axis.
-* The model card (:class:`unet.predict.image.ModelCard` as JSON) travels inside each file: TorchScript
-  ``_extra_files["unet_card.json"]``, ONNX ``metadata_props["unet_card"]``. :func:`load_exported` reads it
-  back and returns a module that :func:`unet.tiling.predict_tiled` and predict accept like a ``UNet``.
+* The model card (:class:`unet.models.card.ModelCard` as JSON) travels inside each file: TorchScript
+  ``_extra_files[CARD_FILE]`` (``"unet_card.json"``), ONNX ``metadata_props[CARD_KEY]`` (``"unet_card"``,
+  :data:`unet.models.card.CARD_KEY`, the checkpoints' entry). :func:`load_exported` reads it back and
+  returns a module that :func:`unet.tiling.predict_tiled` and predict accept like a ``UNet``.
 * bioimage.io (``format=bioimageio``; ``output`` ending in ``.zip``: a zip package, otherwise a folder):
   the description is built with ``bioimageio.spec.model.v0_5.ModelDescr``; weights in torchscript, onnx
   and pytorch_state_dict (a self-contained copy of the architecture that needs only torch), test tensors

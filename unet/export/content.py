@@ -10,8 +10,9 @@ import torch
 
 from unet.export.graphs import same_size_geometry
 from unet.models import shapes
+from unet.models.card import ModelCard
 from unet.models.unet import UNet
-from unet.predict.image import ModelCard, predict_image
+from unet.predict.image import predict_image
 
 CITATIONS = (
     (

@@ -11,7 +11,6 @@ from typing import Any
 from unet.checkpoint import CheckpointError, load_project_checkpoint
 from unet.export.common import BIOIMAGEIO_WEIGHTS, FORMATS, ONNX_OPSET, ExportError, require_packages
 from unet.export.graphs import (
-    checkpoint_network,
     example_input,
     same_size_example,
     write_onnx,
@@ -19,6 +18,7 @@ from unet.export.graphs import (
 )
 from unet.export.package import write_bioimageio
 from unet.io.common import atomic_write
+from unet.models.card import network_from_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def export_model(
     """Export the network of a checkpoint written by training.
 
     Args:
-        ckpt_path: checkpoint of this project (``unet_card`` + state dict).
+        ckpt_path: checkpoint of this project (card under :data:`~unet.models.card.CARD_KEY`, state dict).
         output: file to write (torchscript, onnx); for bioimageio a ``.zip`` file or a folder.
         format: "torchscript", "onnx" or "bioimageio".
         overwrite: replace an existing ``output``.
@@ -93,7 +93,10 @@ def export_model(
             )
     require_packages(format, out, weight_formats)
     ckpt = load_project_checkpoint(ckpt_path)
-    net, card = checkpoint_network(ckpt, ckpt_path)
+    try:
+        net, card = network_from_checkpoint(ckpt, ckpt_path)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
     if format == "bioimageio":
         example = same_size_example(net, trace_shape, out)
     else:

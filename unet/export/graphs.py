@@ -9,7 +9,6 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -17,11 +16,10 @@ from torch import nn
 
 from unet.export.common import ExportError, import_onnx
 from unet.models import shapes
+from unet.models.card import CARD_KEY, ModelCard
 from unet.models.unet import UNet
-from unet.predict.image import ModelCard
 
-CARD_FILE = "unet_card.json"  # TorchScript extra file
-CARD_KEY = "unet_card"  # ONNX metadata_props key
+CARD_FILE = f"{CARD_KEY}.json"  # TorchScript extra file; CARD_KEY is the ONNX metadata_props key
 GRAPH_FILE = "unet_graph.txt"  # TorchScript extra file: "same_size" for a bioimage.io package's graph
 GRAPH_KEY = "unet_graph"  # ONNX metadata_props key, the same
 SAME_SIZE = "same_size"
@@ -96,18 +94,6 @@ class SameSizeUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.net(F.pad(x, self.pad, mode="reflect"))
         return y[(slice(None), slice(None), *(slice(0, -c) if c else slice(None) for c in self.crop))]
-
-
-def checkpoint_network(ckpt: dict, ckpt_path: Any) -> tuple[UNet, ModelCard]:
-    """The eval-mode float32 network of a loaded checkpoint and its card."""
-    card = ModelCard.from_dict(ckpt["unet_card"])
-    net = UNet(**card.net)
-    state = {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        raise ExportError(f"{ckpt_path}: weights do not fit the network of its model card ({e})") from None
-    return net.eval().float(), card
 
 
 def default_trace_shape(levels: Sequence[shapes.LevelSpec]) -> tuple[int, ...]:

@@ -16,8 +16,8 @@ from torch import nn
 from unet.export.common import ExportError, import_onnx
 from unet.export.graphs import CARD_FILE, CARD_KEY, GRAPH_FILE, GRAPH_KEY, SAME_SIZE, quiet_export
 from unet.models import shapes
+from unet.models.card import ModelCard
 from unet.models.unet import UNet
-from unet.predict.image import ModelCard
 from unet.tasks import task_from_config
 
 

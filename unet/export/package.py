@@ -37,8 +37,8 @@ from unet.export.graphs import (
     write_torchscript,
 )
 from unet.io.common import move_into_place
+from unet.models.card import ModelCard
 from unet.models.unet import UNet
-from unet.predict.image import ModelCard
 
 log = logging.getLogger(__name__)
 

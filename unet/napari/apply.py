@@ -1,7 +1,7 @@
 """Applying a model to an image layer's data: what the dock widget runs off the GUI thread (no Qt here).
 
 The path is the library's, as ``predict.py`` takes it for an image in memory
-(:func:`unet.predict.jobs.predict_in_memory`): :func:`unet.predict.files.load_any_model` (a training
+(:func:`unet.predict.jobs.predict_in_memory`): :func:`unet.predict.load_model` (a training
 checkpoint ``.ckpt`` or an exported ``.onnx`` / ``.pt`` TorchScript model, whose card travels inside), a
 tile within the default memory budget (:func:`unet.memory.tile_shape_for_budget`),
 :func:`unet.predict.predict_image` with ``precision="auto"`` (rescaled to the model's element size and
@@ -27,8 +27,9 @@ from unet.data.preprocess import scale_factors, scaled_shape
 from unet.hardware import default_tile_budget_mib
 from unet.memory import tile_shape_for_budget
 from unet.models import shapes
-from unet.predict.files import EXPORTED_SUFFIXES, load_any_model, model_precision
-from unet.predict.image import ModelCard, predict_image
+from unet.models.card import ModelCard, geometry_of
+from unet.predict.files import EXPORTED_SUFFIXES, model_precision
+from unet.predict.image import load_model, predict_image
 from unet.tiling import plan_tiles
 
 MIB = 2**20
@@ -135,7 +136,7 @@ def load(model_path: str | os.PathLike) -> tuple[Any, Any, ModelCard]:
         raise FileNotFoundError(f"{p}: no such model file")
     if p.suffix.lower() not in MODEL_SUFFIXES:
         raise ValueError(f"{p}: not a model file (expected {', '.join(MODEL_SUFFIXES)})")
-    return load_any_model(p)
+    return load_model(p)
 
 
 def run_prediction(
@@ -177,7 +178,7 @@ def run_prediction(
     shape = tuple(int(s) for s in image.shape[1:])
     model_shape = scaled_shape(shape, scale_factors(es, card.element_size))
     tile = tile_shape_for_budget(
-        getattr(net, "geometry", net),
+        geometry_of(net, card),
         int(default_tile_budget_mib(dev) * MIB),
         batch_size=batch_size,
         max_shape=shapes.input_shape_for_output(net.levels, model_shape),

@@ -1,10 +1,11 @@
 """Apply a trained model to image files: the library behind ``python predict.py`` (no Hydra here).
 
 ``predict_files(ckpt_path, input, output_dir)`` rebuilds model, task, normalisation and element size from
-the checkpoint (:func:`unet.predict.image.load_model`), so no model option is repeated. ``input`` is a file, a
-directory (its images, not recursive), a glob pattern or a list of these. All inputs are listed and opened
-(headers only where the format allows) and checked against the model (channels, dimensionality) before
-anything is predicted, so a missing or unreadable file fails at once with an error naming it.
+the checkpoint or exported model (:func:`unet.predict.image.load_model`), so no model option is repeated.
+``input`` is a file, a directory (its images, not recursive), a glob pattern or a list of these. All inputs
+are listed and opened (headers only where the format allows) and checked against the model (channels,
+dimensionality) before anything is predicted, so a missing or unreadable file fails at once with an error
+naming it.
 
 Outputs per image ``<stem>`` (every file is written atomically, so a file that exists is complete):
 
@@ -59,10 +60,11 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from unet import io, postprocess
 from unet.data.preprocess import scale_factors
 from unet.hardware import check_device, default_tile_budget_mib, precision_reason, resolve_precision
+from unet.loading import EXPORTED_SUFFIXES, is_exported
 from unet.memory import tile_shape_for_budget
 from unet.models import shapes
-from unet.models.unet import UNet
-from unet.predict.image import ModelCard, load_model
+from unet.models.card import ModelCard, geometry_of
+from unet.predict.image import load_model
 from unet.predict.jobs import MIB, Job, predict_in_memory, predict_out_of_core
 from unet.tiling import TTA_MODES, check_tta, validate_image
 from unet.validation import check_element_size
@@ -70,6 +72,7 @@ from unet.validation import check_element_size
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "EXPORTED_SUFFIXES",
     "INPUT_SUFFIXES",
     "OUTPUT_SUFFIXES",
     "SUMMARY_NAME",
@@ -246,6 +249,7 @@ class _TileChooser:
 
     def __init__(self, net: Any, card: ModelCard, tile_shape, budget_mib, batch_size: int, device) -> None:
         self.net, self.card, self.batch_size, self.device = net, card, batch_size, device
+        self.geometry: Any = None  # the UNet the memory estimate runs on (built when a tile is chosen)
         self.tile_shape = None if tile_shape is None else tuple(int(t) for t in tile_shape)
         self.budget_mib = budget_mib
         self._cache: dict[tuple[tuple[int, ...], float | None], tuple[int, ...] | None] = {}
@@ -260,8 +264,10 @@ class _TileChooser:
             return None
         key = (shape, budget)
         if key not in self._cache:
+            if self.geometry is None:
+                self.geometry = geometry_of(self.net, self.card)
             self._cache[key] = tile_shape_for_budget(
-                getattr(self.net, "geometry", self.net),
+                self.geometry,
                 int(budget * MIB),
                 batch_size=self.batch_size,
                 max_shape=shapes.input_shape_for_output(self.net.levels, shape),
@@ -352,7 +358,7 @@ def predict_files(
     paths = list_inputs(input, out_dir)
     dev = check_device(device)
     applied = model_precision(ckpt, precision, dev)
-    net, task, card = load_any_model(ckpt)
+    net, task, card = load_model(ckpt)
     norm = str(card.net.get("norm") or "none")
     if norm in ("instance", "group"):
         log.warning(
@@ -405,7 +411,7 @@ def predict_files(
         precision_reason(
             dev.type if dev.type != "cuda" else "gpu", applied, requested=precision, key="precision"
         )
-        if Path(ckpt).suffix.lower() not in EXPORTED_SUFFIXES
+        if not is_exported(ckpt)
         else "32-true (an exported model)",
         out_dir,
     )
@@ -520,36 +526,17 @@ def _merge_shards(
     return merged_rows, merged_failures
 
 
-#: file endings of exported models (``python -m unet.export``) that predict accepts instead of a checkpoint
-EXPORTED_SUFFIXES = (".onnx", ".pt", ".ts", ".torchscript", ".jit")
-
-
 def model_precision(path: str | os.PathLike, precision: str | None, device: Any) -> str:
     """The precision the model file ``path`` is applied in on ``device``: a checkpoint by
     :func:`unet.hardware.resolve_precision` (``auto``: training's rule), an exported graph (made for consumers
     that run float32) always in float32; asking for bf16 with an exported graph is refused."""
-    if Path(path).suffix.lower() in EXPORTED_SUFFIXES:
+    if is_exported(path):
         if precision not in ("auto", None, "32-true", "32"):
             raise ValueError(
                 f"{path}: an exported model runs in float32; precision={precision} needs the checkpoint"
             )
         return "32-true"
     return resolve_precision(precision, device)
-
-
-def load_any_model(path: str | os.PathLike) -> tuple[Any, Any, ModelCard]:
-    """(net, task, card) from a training checkpoint (``.ckpt``) or an exported TorchScript/ONNX model (the
-    card travels inside the file), so a model can be shipped without the training stack."""
-    p = Path(path)
-    if p.suffix.lower() in EXPORTED_SUFFIXES:
-        from unet.export import load_exported
-
-        net, card, task = load_exported(p)
-        # a real UNet of the same architecture, for the memory estimate of the tile (not registered as a
-        # submodule: it never runs)
-        net.__dict__["geometry"] = UNet(**card.net)
-        return net, task, card
-    return load_model(str(p), map_location="cpu")
 
 
 def _reason(e: BaseException, path: Path) -> str:

@@ -6,63 +6,28 @@ overlap-tile prediction -> class probabilities resampled back to the image's own
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from unet.checkpoint import load_project_checkpoint
 from unet.data.preprocess import normalize, resize, scale_factors, scaled_shape
+from unet.loading import load_network
+from unet.models.card import ModelCard
 from unet.models.unet import UNet
 from unet.tasks import task_from_config
 from unet.tiling import check_tta, predict_tiled
 
 
-@dataclass
-class ModelCard:
-    """Everything needed to apply a model: stored in every checkpoint under ``"unet_card"``.
-
-    Attributes:
-        net: UNet constructor arguments (channels, classes, depth, widths, element size...).
-        task: task config (:meth:`unet.tasks.SegmentationTask.config`).
-        element_size: the model's physical voxel size (µm) or None (images are used as they are).
-        normalization: intensity normalisation ("minmax" per channel, Falk M4).
-    """
-
-    net: dict
-    task: dict
-    element_size: tuple[float, ...] | None
-    normalization: str = "minmax"
-
-    def to_dict(self) -> dict:
-        return {
-            "net": dict(self.net),
-            "task": dict(self.task),
-            "element_size": None if self.element_size is None else list(self.element_size),
-            "normalization": self.normalization,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelCard:
-        es = d.get("element_size")
-        return cls(
-            dict(d["net"]),
-            dict(d["task"]),
-            None if es is None else tuple(es),
-            d.get("normalization", "minmax"),
-        )
-
-
-def load_model(ckpt_path: str, map_location: str | torch.device = "cpu") -> tuple[UNet, Any, ModelCard]:
-    """Rebuild (net, task, card) from a checkpoint written by training; no model flags needed."""
-    ckpt = load_project_checkpoint(ckpt_path, map_location)
-    card = ModelCard.from_dict(ckpt["unet_card"])
-    net = UNet(**card.net)
-    state = {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-    net.load_state_dict(state)
-    return net.eval(), task_from_config(card.task), card
+def load_model(
+    ckpt_path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> tuple[Any, Any, ModelCard]:
+    """(net, task, card) of a model file: :func:`unet.loading.load_network` (a checkpoint written by
+    training, or an exported TorchScript/ONNX model) and the task of its card; no model flags needed."""
+    net, card = load_network(ckpt_path, map_location)
+    return net, task_from_config(card.task), card
 
 
 def predict_image(

@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     from unet.checkpoint import load_project_checkpoint
     from unet.io import write_text
+    from unet.models.card import CARD_KEY
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", default=str(ROOT / "logs" / "base"), help="the training run (its CSV log)")
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> Path:
         for r in csv.DictReader(open(next(Path(args.run).rglob("metrics.csv")), encoding="utf-8"))
         if r.get("val/iou")
     ]
-    card = ckpt["unet_card"]
+    card = ckpt[CARD_KEY]
     net = card["net"]
     rows = "\n".join(
         "| {} | {} | {:.3f} | {:.3f} |".format(*r["image"].split(":", 1), r["mean_iou"], r["f1"])

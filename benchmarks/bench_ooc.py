@@ -100,8 +100,8 @@ def _checkpoint(work: Path) -> Path:
 
     import torch
 
+    from unet.models.card import CARD_KEY, ModelCard
     from unet.models.unet import UNet
-    from unet.predict.image import ModelCard
     from unet.tasks import SegmentationTask
 
     net = UNet(in_channels=1, spatial_dims=3, depth=1, base_features=2).eval()
@@ -118,7 +118,7 @@ def _checkpoint(work: Path) -> Path:
     card = ModelCard(net.config, SegmentationTask().config(), None, "minmax")
     path = work / "tiny.ckpt"
     state = {"net." + k: v for k, v in net.state_dict().items()}
-    torch.save({"state_dict": state, "unet_card": card.to_dict()}, path)
+    torch.save({"state_dict": state, CARD_KEY: card.to_dict()}, path)
     return path
 
 

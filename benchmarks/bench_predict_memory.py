@@ -37,7 +37,7 @@ CHILD = r"""
 import json, resource, sys, time
 import numpy as np, torch
 from unet import io
-from unet.predict.image import ModelCard
+from unet.models.card import CARD_KEY, ModelCard
 from unet.models.unet import UNet
 from unet.predict import predict_files
 from unet.tasks import SegmentationTask
@@ -47,7 +47,7 @@ net = UNet(**net_kwargs)
 card = ModelCard(net.config, SegmentationTask(instances="components").config(), None, "minmax")
 ckpt = f"{work}/m.ckpt"
 state = {"net." + k: v for k, v in net.state_dict().items()}
-torch.save({"state_dict": state, "unet_card": card.to_dict()}, ckpt)
+torch.save({"state_dict": state, CARD_KEY: card.to_dict()}, ckpt)
 image = f"{work}/img.npy"
 np.save(image, np.zeros(shape, np.float32))  # memory is measured, not objects
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

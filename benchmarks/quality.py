@@ -264,6 +264,7 @@ def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
     from benchmarks.cpu_budget import budget_clock
     from unet.checkpoint import load_project_checkpoint
     from unet.cli.train import train
+    from unet.models.card import CARD_KEY
 
     runs = Path(args.runs) / "transfer"
     target = args.transfer_target
@@ -287,7 +288,7 @@ def run_transfer(args: argparse.Namespace) -> dict[str, Any]:
     else:
         pre_ckpt = Path(args.pretrained)
         pre_name = f"`{pre_ckpt.relative_to(ROOT) if pre_ckpt.is_relative_to(ROOT) else pre_ckpt}`"
-    card_net = load_project_checkpoint(pre_ckpt)["unet_card"]["net"]
+    card_net = load_project_checkpoint(pre_ckpt)[CARD_KEY]["net"]
     arch = [f"model.net.{k}={card_net[k]}" for k in ("base_features", "depth") if k in card_net]
     base = compose_config(target, runs / "probe", Path(args.data_root), None, sets)
     pool = [*base.data.source.train, *base.data.source.val]

@@ -23,6 +23,7 @@ from unet import io
 from unet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from unet.cli.train import build, train
 from unet.data.synthetic import synthetic_cells
+from unet.models.card import CARD_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["model.net.base_features=4", "model.net.depth=2", "logger=csv", "data.tiles_per_epoch=2"]
@@ -250,7 +251,7 @@ class _Evil:
 def _malicious(trained: Path, tmp_path: Path) -> tuple[Path, Path]:
     marker = tmp_path / "pwned"
     ckpt = torch.load(trained, weights_only=True)
-    ckpt["unet_card"]["normalization"] = _Evil(marker)
+    ckpt[CARD_KEY]["normalization"] = _Evil(marker)
     evil = tmp_path / "evil.ckpt"
     torch.save(ckpt, evil)
     return evil, marker

@@ -58,7 +58,7 @@ def _checkpoint(path: Path, net_kwargs: dict, task: str = "segmentation", hyper_
     card = ModelCard(net.config, t.config(), tuple(es), "minmax")
     ckpt = {
         "state_dict": {"net." + k: v for k, v in net.state_dict().items()},
-        "unet_card": card.to_dict(),
+        CARD_KEY: card.to_dict(),
         "epoch": 3,
         "global_step": 42,
     }
@@ -315,7 +315,7 @@ def test_bioimageio_percentile_multichannel_without_element_size(
     card = ModelCard(net.config, SegmentationTask(num_classes=3).config(), None, "percentile")
     ckpt = tmp_path / "m.ckpt"
     torch.save(
-        {"state_dict": {"net." + k: v for k, v in net.state_dict().items()}, "unet_card": card.to_dict()},
+        {"state_dict": {"net." + k: v for k, v in net.state_dict().items()}, CARD_KEY: card.to_dict()},
         ckpt,
     )
     with caplog.at_level("WARNING", logger="unet.export.package"):

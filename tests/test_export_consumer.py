@@ -47,7 +47,7 @@ def _checkpoint(path: Path, net_kwargs: dict) -> Path:
     es = net_kwargs.get("element_size", (0.5,) * net_kwargs["spatial_dims"])
     card = ModelCard(net.config, SegmentationTask().config(), tuple(es), "minmax")
     torch.save(
-        {"state_dict": {"net." + k: v for k, v in net.state_dict().items()}, "unet_card": card.to_dict()},
+        {"state_dict": {"net." + k: v for k, v in net.state_dict().items()}, CARD_KEY: card.to_dict()},
         path,
     )
     return path

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from unet.export import consumer_predictions, export_model, synthetic_image
+from unet.models.card import CARD_KEY
 from unet.models.unet import UNet
 from unet.predict.image import ModelCard, load_model, predict_image
 from unet.tasks import SegmentationTask
@@ -51,7 +52,7 @@ def test_consumer_parity_at_full_size(tmp_path: Path, name: str) -> None:
     )
     ckpt = tmp_path / "m.ckpt"
     torch.save(
-        {"state_dict": {"net." + k: v for k, v in net.state_dict().items()}, "unet_card": card.to_dict()},
+        {"state_dict": {"net." + k: v for k, v in net.state_dict().items()}, CARD_KEY: card.to_dict()},
         ckpt,
     )
     descr = load_description(export_model(ckpt, tmp_path / "pkg.zip", authors=[{"name": "A B"}]))

@@ -30,6 +30,7 @@ import torch
 
 from unet import io
 from unet.data.synthetic import place_cells
+from unet.models.card import CARD_KEY
 from unet.models.unet import UNet
 from unet.predict import predict_files
 from unet.predict.image import ModelCard
@@ -51,7 +52,7 @@ def _inputs(root: Path, n: int) -> tuple[Path, Path]:
     net = UNet(in_channels=1, spatial_dims=2, depth=1, base_features=2)
     card = ModelCard(net.config, SegmentationTask().config(), None, "minmax").to_dict()
     state = {f"net.{k}": v for k, v in net.state_dict().items()}
-    torch.save({"state_dict": state, "unet_card": card}, root / "m.ckpt")
+    torch.save({"state_dict": state, CARD_KEY: card}, root / "m.ckpt")
     for i in range(n):
         cells, _, _ = place_cells((256, 256), np.random.default_rng([7, i]), n_cells=20)
         io.write_tiff(root / "in" / f"im{i}.tif", ((cells > 0) * 200).astype(np.uint8))

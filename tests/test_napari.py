@@ -29,6 +29,7 @@ import torch.nn.functional as F  # noqa: E402
 from unet import io  # noqa: E402
 from unet.checkpoint import save_checkpoint  # noqa: E402
 from unet.data.synthetic import synthetic_cells  # noqa: E402
+from unet.models.card import CARD_KEY  # noqa: E402
 from unet.models.unet import UNet  # noqa: E402
 from unet.napari import readers  # noqa: E402
 from unet.napari.apply import ModelMismatch, layer_element_size, run_prediction  # noqa: E402
@@ -161,7 +162,7 @@ def _save(net: UNet, path: Path, task=None, element_size=None) -> Path:
     task = task or SegmentationTask()
     card = ModelCard(net.config, task.config(), element_size, "minmax")
     state = {"net." + k: v for k, v in net.state_dict().items()}
-    save_checkpoint({"state_dict": state, "unet_card": card.to_dict()}, path)
+    save_checkpoint({"state_dict": state, CARD_KEY: card.to_dict()}, path)
     return path
 
 

@@ -12,6 +12,7 @@ import roifile
 from scipy import ndimage as ndi
 
 from unet import io, ooc, postprocess
+from unet.models.card import CARD_KEY
 from unet.ooc import labels as ooc_labels
 from unet.ooc.blocks import PerObject
 
@@ -266,7 +267,7 @@ def test_predict_out_of_core_gives_the_in_core_objects(tmp_path: Path, task: str
     card = ModelCard(net.config, t.config(), (1.0, 1.0), "minmax")
     ckpt = tmp_path / "m.ckpt"
     torch.save(
-        {"state_dict": {"net." + k: v for k, v in net.state_dict().items()}, "unet_card": card.to_dict()},
+        {"state_dict": {"net." + k: v for k, v in net.state_dict().items()}, CARD_KEY: card.to_dict()},
         ckpt,
     )
     image = tmp_path / "img.tif"

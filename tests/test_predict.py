@@ -19,6 +19,7 @@ import zarr
 from unet import io, postprocess
 from unet.data.preprocess import normalize
 from unet.evaluation import evaluate_dirs
+from unet.models.card import CARD_KEY
 from unet.models.unet import UNet
 from unet.predict import list_inputs, predict_files
 from unet.predict.image import ModelCard, load_model, predict_image
@@ -48,7 +49,7 @@ def _checkpoint(
     t = SegmentationTask() if task == "segmentation" else DetectionTask()
     card = ModelCard(net.config, t.config(), element_size, "minmax")
     state = {"net." + k: v for k, v in net.state_dict().items()}
-    torch.save({"state_dict": state, "unet_card": card.to_dict()}, path)
+    torch.save({"state_dict": state, CARD_KEY: card.to_dict()}, path)
     return path
 
 
@@ -609,7 +610,7 @@ def test_a_network_with_instance_norm_is_not_seam_free_and_predict_says_so(tmp_p
     card = ModelCard(net.config, SegmentationTask().config(), None, "minmax")
     path = tmp_path / "inorm.ckpt"
     torch.save(
-        {"state_dict": {"net." + k: v for k, v in net.state_dict().items()}, "unet_card": card.to_dict()},
+        {"state_dict": {"net." + k: v for k, v in net.state_dict().items()}, CARD_KEY: card.to_dict()},
         path,
     )
     image = normalize(_image((120, 120), 5)[None].astype(np.float32))

@@ -14,6 +14,7 @@ from unet.data.datamodule import UNetDataModule, to_model_grid
 from unet.data.datasets import ConcatSource
 from unet.data.items import Annotation, Item
 from unet.models import shapes
+from unet.models.card import CARD_KEY
 from unet.models.unet import UNet
 from unet.predict.image import ModelCard, load_model
 from unet.tasks import SegmentationTask
@@ -93,7 +94,7 @@ def test_slim_checkpoint_is_smaller_and_predicts_like_the_full_one(tmp_path: Pat
     state = {"net." + k: v for k, v in net.state_dict().items()}
     opt = {"state": {i: {"exp_avg": torch.randn(1000)} for i in range(5)}}
     full = tmp_path / "full.ckpt"
-    torch.save({"state_dict": state, "unet_card": card.to_dict(), "optimizer_states": [opt]}, full)
+    torch.save({"state_dict": state, CARD_KEY: card.to_dict(), "optimizer_states": [opt]}, full)
     slim_checkpoint(full, tmp_path / "slim.ckpt")
     assert (tmp_path / "slim.ckpt").stat().st_size < full.stat().st_size / 2
     ck = load_project_checkpoint(tmp_path / "slim.ckpt")

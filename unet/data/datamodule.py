@@ -447,7 +447,6 @@ def with_items(make: functools.partial) -> functools.partial:
         keys = ("root", "train_dir", "val_dir", "spatial_dims", "element_size", "channel_axis", "embedded")
         defaults = inspect.signature(UNetDataModule.from_folders).parameters
         folder = {k: kwargs.pop(k, defaults[k].default) for k in keys}
-        _check_folds(kwargs.get("num_folds"), kwargs.get("fold", 0))
         kwargs["source"] = folder_source(**folder, num_folds=kwargs.get("num_folds"))
     elif make.func is not UNetDataModule:
         raise TypeError(f"not a data module config: {make.func!r}")

@@ -14,7 +14,7 @@ On a CUDA machine it measures, within a global time budget (default 420 s, so th
    the tile :func:`unet.memory.tile_shape_for_budget` picks for an 8 GiB float32 training step);
 2. the share of step time spent waiting for data with ``data.augment_on=worker`` vs ``device``, through the
    real data path (:class:`unet.data.datamodule.UNetDataModule` over a
-   :class:`unet.data.sources.SyntheticSource`, ``attach``, ``setup``, ``train_dataloader`` and, for
+   :class:`unet.data.sources.SyntheticSource` with the network, ``train_dataloader`` and, for
    ``device``, ``on_after_batch_transfer``), with 0 and ``--num-workers`` DataLoader workers. "data" is
    the time from asking the loader for a batch until it is on the GPU and warped (``torch.cuda.synchronize``),
    "compute" the training step after it;
@@ -326,12 +326,18 @@ def make_datamodule(
         n_cells=data["n_cells"],
         element_size=spec["element_size"],
     )
-    dm = UNetDataModule(
-        source, tile_shape=tile, batch_size=1, tiles_per_epoch=tiles, augment=AugmentParams.falk2019()
+    return UNetDataModule(
+        source,
+        SegmentationTask(),
+        net,
+        spec["element_size"],
+        "minmax",
+        validate=True,
+        tile_shape=tile,
+        batch_size=1,
+        tiles_per_epoch=tiles,
+        augment=AugmentParams.falk2019(),
     )
-    dm.attach(SegmentationTask(), net.levels, spec["element_size"], "minmax", in_channels=1, net=net)
-    dm.setup("fit")
-    return dm
 
 
 def bench_data(cfg: dict[str, Any], device: torch.device, clock: Clock, workers: int) -> dict[str, Any]:

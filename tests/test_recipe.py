@@ -56,7 +56,7 @@ def test_uniform_sampling_draws_every_pixel_alike_outside_ignored_regions() -> N
 
 def test_unknown_sampling_is_refused() -> None:
     with pytest.raises(ValueError, match=r"data\.sampling"):
-        UNetDataModule(source=None, sampling="pdf")
+        UNetDataModule(None, None, None, None, "minmax", validate=True, sampling="pdf")
 
 
 class _Source:

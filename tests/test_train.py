@@ -336,6 +336,21 @@ def test_multirun_two_points(tmp_path) -> None:
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
 
 
+def test_the_data_module_is_built_whole_and_resumes_by_its_own_state(tmp_path) -> None:
+    """build() makes the data module in one call: the model's facts are there from the start; its
+    load_state_dict (what Lightning calls with a checkpoint) makes the loader skip the batches done."""
+    cfg = _cfg(tmp_path, [*FAST, *FAST_2D, "logger=csv", "data.tiles_per_epoch=4", "data.batch_size=1"])
+    _, model, dm, _ = build(cfg)
+    assert dm.net is model.net and dm.task is model.task and dm.validate
+    assert (dm.model_element_size, dm.normalization) == (model.element_size, model.normalization)
+    assert dm.state_dict() == {}  # outside a fit: nothing to record
+    full = list(dm.train_dataloader())
+    dm.load_state_dict({"batches_done": 3})
+    rest = list(dm.train_dataloader())
+    assert len(full) == 4 and len(rest) == 1
+    assert all(torch.equal(full[3][k], rest[0][k]) for k in ("image", "target", "weights"))
+
+
 def test_tiles_do_not_depend_on_workers(tmp_path) -> None:
     """Keyed tiles: two DataLoader worker processes give exactly the batches of the main process."""
     cfg = _cfg(tmp_path, [*FAST, *FAST_2D, "logger=csv", "data.tiles_per_epoch=4", "data.batch_size=2"])
@@ -473,6 +488,11 @@ def test_exact_resume_from_a_mid_epoch_checkpoint(tmp_path) -> None:
     train(_cfg(part, [*common, *every_step, "trainer.max_epochs=2"]))
     ckpt = part / "steps" / "epoch=1-step=4.ckpt"  # epoch 1 (0-based), 1 of its 3 batches done
     assert ckpt.exists(), sorted(p.name for p in (part / "steps").iterdir())
+    # the data module's own state (Lightning's datamodule state_dict hook), not the LightningModule's
+    assert torch.load(ckpt, weights_only=False)["UNetDataModule"] == {"batches_done": 1}
+    assert torch.load(part / "checkpoints" / "last.ckpt", weights_only=False)["UNetDataModule"] == {
+        "batches_done": 0
+    }
     resumed = tmp_path / "resumed"
     train(_cfg(resumed, [*common, "trainer.max_epochs=2", f"ckpt_path='{ckpt}'"]))  # quoted: '=' in the name
     a = dict(_losses(full))

@@ -94,7 +94,11 @@ def nodes() -> dict[tuple[str, str], dict[str, Any]]:
     out["data/augment", "none"] = values_of(AugmentParams())
     out["data/augment", "falk2019"] = values_of(AugmentParams.falk2019())
     # the objects the pipeline builds (source, augmentation, network, task, optimiser) are not defaults here
-    out["data", "base"] = {**defaults_of(UNetDataModule, exclude=("source", "augment")), "seed": "${seed}"}
+    # (and the model's facts, passed by the pipeline: ``unet.cli.train.build``; ``items``: read by it)
+    out["data", "base"] = {
+        **defaults_of(UNetDataModule, exclude=("source", "augment", "items")),
+        "seed": "${seed}",
+    }
     # the sources ``conf/data/*`` configure, with their defaults (the YAML sets what differs)
     out["data/source", "dataset"] = defaults_of(DatasetSource)
     out["data/source", "synthetic"] = defaults_of(SyntheticSource)

@@ -244,12 +244,8 @@ class LitUNet(L.LightningModule):
             checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # a checkpoint written in the middle of an epoch: the data module skips the batches already trained
-        progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
-        done = 0 if progress.get("is_last_batch", True) else int(progress["current"]["processed"])
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        if done and hasattr(datamodule, "resume_mid_epoch"):
-            datamodule.resume_mid_epoch(done)
+        # (a checkpoint written in the middle of an epoch: the data module's own state_dict says where its
+        # loader resumes)
         states = checkpoint.get("rng_states")
         if states:
             torch.set_rng_state(states["torch"])

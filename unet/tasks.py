@@ -255,7 +255,7 @@ def empty_image_scores(n_pred: int) -> dict[str, float]:
     Object IoU (M6.1, a mean over annotated objects) and recall have no terms: NaN, left out of the
     validation means. Predicting nothing there is not rewarded (F1/precision NaN, not 1), but every
     predicted object is a false positive (F1 and precision 0). A validation set with no annotated object at
-    all is refused before training (:meth:`unet.data.datamodule.UNetDataModule.setup`).
+    all is refused before training (by :class:`unet.data.datamodule.UNetDataModule` as it is built).
     """
     nan = float("nan")
     hit = 0.0 if n_pred else nan

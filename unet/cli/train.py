@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from unet.checkpoint import load_checkpoint, load_project_checkpoint
 from unet.config import register
+from unet.data.datamodule import data_element_size, with_items
 from unet.data.preprocess import scale_factors
 from unet.hardware import precision_reason
 from unet.models.card import CARD_KEY, ModelCard
@@ -46,7 +47,9 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any, Any]:
     for a 2D model, a channel mismatch, a missing dataset path.
     """
     task = instantiate(cfg.task)
-    datamodule = instantiate(cfg.data)
+    # the data config, bound (everything but the model's facts) and its images read: the model's element size
+    # may be the data's, so the data module itself is made below, in one call, once the network exists
+    make_data = with_items(instantiate(cfg.data, _partial_=True))
     card = _pretrained_card(cfg.model.get("init_from"))
     # the model's element size: as configured, else the pretrained model's (finetuning rescales the new
     # data to it, Falk M5), else that of the training data (images keep their size)
@@ -54,7 +57,7 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any, Any]:
     if element_size is None and card is not None:
         element_size = card.element_size
     if element_size is None:
-        element_size = datamodule.data_element_size()
+        element_size = data_element_size(make_data)
     element_size = None if element_size is None else [float(e) for e in element_size]
     dims = cfg.model.net.spatial_dims
     if element_size is not None and len(element_size) != dims:
@@ -81,12 +84,17 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any, Any]:
         element_size=element_size,
         **OmegaConf.to_container(OmegaConf.create(dict(model_kwargs)), resolve=True),
     )
-    datamodule.attach(task, net.levels, model.element_size, model.normalization, net.in_channels, net=net)
-    datamodule.validate = cfg.trainer.get("limit_val_batches", 1.0) != 0  # off on purpose: no val needed
-    datamodule.setup("fit")
-    # every image's dimensionality and channels were checked by datamodule.setup, naming the file
+    validate = cfg.trainer.get("limit_val_batches", 1.0) != 0  # off on purpose: no val images needed
+    datamodule = make_data(
+        task=task,
+        net=net,
+        model_element_size=model.element_size,
+        normalization=model.normalization,
+        validate=validate,
+    )
+    # every image's dimensionality and channels were checked by the data module, naming the file
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    if not datamodule.validate:  # no validation metric: no early stopping, the last checkpoint is the model
+    if not validate:  # no validation metric: no early stopping, the last checkpoint is the model
         from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
         callbacks = [c for c in callbacks if not isinstance(c, EarlyStopping)]

@@ -64,6 +64,7 @@ ARMS: dict[str, list[str] | None] = {
     "norm_instance": ["model.net.norm=instance"],
     "select_pq": ["task.monitor=val/pq"],
     "norm_instance_pq": ["model.net.norm=instance", "task.monitor=val/pq"],
+    "percentile": ["model.normalization=percentile"],
 }
 ARM_LABELS = {
     "ours": "ours",
@@ -75,6 +76,7 @@ ARM_LABELS = {
     "norm_instance": "+ instance norm",
     "select_pq": "selected by val PQ",
     "norm_instance_pq": "+ instance norm, selected by val PQ",
+    "percentile": "percentile input normalisation",
 }
 SEGMENTATION_ONLY = ("no_sep", "no_ridges", "select_pq", "norm_instance_pq")
 DETECTION = ("mbm-bonemarrow-dots",)

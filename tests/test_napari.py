@@ -95,8 +95,12 @@ _started_display: list[str] = []
 
 @pytest.fixture(scope="module", autouse=True)
 def _display_for_this_module_only(_display):
-    """``DISPLAY`` set by :func:`_display` is unset again after this module (Qt stays connected), so the
-    tests that pytest-xdist runs later in this process see the headless machine they expect."""
+    """``DISPLAY`` of :func:`_display` holds while this module's tests run and is unset after them (Qt stays
+    connected), so the tests of other modules see the headless machine they expect. It is set again each
+    time the module is entered: a scheduler (pytest-xdist) may run other modules between this module's
+    tests, which tears module fixtures down and sets them up again."""
+    if _started_display:
+        os.environ["DISPLAY"] = _started_display[0]
     yield
     if _started_display and os.environ.get("DISPLAY") == _started_display[0]:
         del os.environ["DISPLAY"]

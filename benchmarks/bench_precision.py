@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.common import BASE_MODEL, DEFAULT_DATA_ROOT, ROOT, compose_config
 
 
 def test_items(dataset: str, data_root: Path, grayscale: bool) -> list:
@@ -36,8 +36,6 @@ def test_items(dataset: str, data_root: Path, grayscale: bool) -> list:
 
     from hydra.utils import instantiate
 
-    from benchmarks.common import compose_config
-
     over = [f"data={dataset}"] + (["data.source.grayscale=true"] if grayscale and "dsb" in dataset else [])
     cfg = compose_config("quickstart", Path(tempfile.mkdtemp()), data_root, None, over)
     return instantiate(cfg.data.source).test_items()
@@ -45,9 +43,9 @@ def test_items(dataset: str, data_root: Path, grayscale: bool) -> list:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", default=str(ROOT / "unet" / "models" / "base" / "nuclei2d.ckpt"))
+    p.add_argument("--ckpt", default=str(BASE_MODEL))
     p.add_argument("--datasets", default="ctc-fluo-n2dl-hela,ctc-fluo-n2dh-gowt1,dsb2018-subset")
-    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_precision.json"))
     args = p.parse_args(argv)

@@ -17,6 +17,7 @@ import time
 import numpy as np
 from scipy import ndimage as ndi
 
+from benchmarks.common import best_of
 from unet.data.weights import distance_maps, insert_ridges, segmentation_targets, separation_weights
 
 
@@ -43,15 +44,6 @@ def naive_distance_maps(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         d2 = np.minimum(d2, np.maximum(d1, d))
         d1 = np.minimum(d1, d)
     return d1, d2
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -104,12 +105,7 @@ def default_trace_shape(levels: Sequence[shapes.LevelSpec]) -> tuple[int, ...]:
 def example_input(net: UNet, trace_shape: Sequence[int] | None, out: Path) -> torch.Tensor:
     """The (seeded, random) input the graphs are traced with; ExportError for an invalid ``trace_shape``."""
     shape = default_trace_shape(net.levels) if trace_shape is None else tuple(int(s) for s in trace_shape)
-    try:
-        net.output_shape(shape)
-    except ValueError as e:
-        raise ExportError(f"{out}: trace_shape: {e}") from None
-    generator = torch.Generator().manual_seed(0)
-    return torch.rand((1, net.in_channels, *shape), generator=generator)
+    return _seeded_input(net, shape, net.output_shape, out)
 
 
 def same_size_example(net: UNet, trace_shape: Sequence[int] | None, out: Path) -> torch.Tensor:
@@ -121,8 +117,13 @@ def same_size_example(net: UNet, trace_shape: Sequence[int] | None, out: Path) -
         shape = tuple(m + p for m, p in zip(g.min_size, g.period))
     else:
         shape = tuple(int(s) for s in trace_shape)
+    return _seeded_input(net, shape, g.check, out)
+
+
+def _seeded_input(net: UNet, shape: tuple[int, ...], check: Any, out: Path) -> torch.Tensor:
+    """A seeded random (1, C, *shape) input after ``check(shape)``; its ValueError becomes an ExportError."""
     try:
-        g.check(shape)
+        check(shape)
     except ValueError as e:
         raise ExportError(f"{out}: trace_shape: {e}") from None
     generator = torch.Generator().manual_seed(0)

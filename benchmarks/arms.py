@@ -65,6 +65,13 @@ ARMS: dict[str, list[str] | None] = {
     "select_pq": ["task.monitor=val/pq"],
     "norm_instance_pq": ["model.net.norm=instance", "task.monitor=val/pq"],
     "percentile": ["model.normalization=percentile"],
+    # seam-free candidates of 2026-12-07 (unet/models/norms.py): instance norm whose statistics at
+    # prediction are the whole image's (training as norm_instance), layer norm over channels at each voxel;
+    # each alone and with percentile input normalisation
+    "instance_image": ["model.net.norm=instance"],
+    "instance_image_pct": ["model.net.norm=instance", "model.normalization=percentile"],
+    "channel_norm": ["model.net.norm=channel"],
+    "channel_norm_pct": ["model.net.norm=channel", "model.normalization=percentile"],
 }
 ARM_LABELS = {
     "ours": "ours",
@@ -73,10 +80,14 @@ ARM_LABELS = {
     "no_ridges": "no ridges",
     "uniform": "uniform tiles",
     "no_elastic": "no elastic",
-    "norm_instance": "+ instance norm",
+    "norm_instance": "+ instance norm (tile statistics)",
     "select_pq": "selected by val PQ",
     "norm_instance_pq": "+ instance norm, selected by val PQ",
     "percentile": "percentile input normalisation",
+    "instance_image": "+ instance norm, whole-image statistics",
+    "instance_image_pct": "+ instance norm (whole image) + percentile",
+    "channel_norm": "+ channel layer norm",
+    "channel_norm_pct": "+ channel layer norm + percentile",
 }
 SEGMENTATION_ONLY = ("no_sep", "no_ridges", "select_pq", "norm_instance_pq")
 DETECTION = ("mbm-bonemarrow-dots",)

@@ -14,6 +14,7 @@ import logging
 import os
 import platform
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -63,6 +64,21 @@ TEST_TTA = {"isbi2012-em": "d4"}
 
 
 # ------------------------------------------------------------------------------------------ small helpers
+def code_commit() -> str:
+    """The commit of the code a run ran (``git rev-parse HEAD`` of this checkout; ``+dirty`` when tracked
+    files differ from it, ``unknown`` outside git): records say which code made them."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def machine() -> str:
     """Where a run ran, for the reports: host (architecture, torch threads, device)."""
     return f"{platform.node()} ({platform.machine()}, torch threads {torch_threads()}, {device_name()})"
@@ -313,6 +329,7 @@ def run_experiment(
         anchors={k: {"value": v, "source": s} for k, (v, s) in ANCHORS.get(experiment, {}).items()},
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         machine=machine(),
+        commit=code_commit(),
     )
     log.info("%s: %s", experiment, {k: v for k, v in result["mean"].items() if k in HEADLINE})
     return result

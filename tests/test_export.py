@@ -42,6 +42,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 NETS = {
     "2d": {"spatial_dims": 2, "depth": 2, "base_features": 4},
     "3d-aniso": {"spatial_dims": 3, "depth": 2, "base_features": 4, "element_size": (2.0, 0.5, 0.5)},
+    "2d-channel-norm": {"spatial_dims": 2, "depth": 2, "base_features": 4, "norm": "channel"},
 }
 
 
@@ -143,6 +144,20 @@ def test_load_exported_predicts_like_the_network(tmp_path: Path, kind: str) -> N
         wrapper(torch.zeros(1, 1, 45, 48))
 
 
+@pytest.mark.parametrize("norm", ["instance", "group"])
+def test_a_network_whose_graph_depends_on_the_tile_is_refused_before_tracing(
+    tmp_path: Path, norm: str
+) -> None:
+    """An exported graph of an instance- or group-norm network takes its statistics from what a consumer
+    feeds it (consumers tile): refused at once, naming the cause and what to do; nothing is written."""
+    ckpt = _checkpoint(tmp_path / "m.ckpt", {"spatial_dims": 2, "depth": 1, "base_features": 8, "norm": norm})
+    with pytest.raises(
+        ExportError, match=f"m.ckpt: the network has {norm} normalisation.*model.net.norm=channel"
+    ):
+        export_model(ckpt, tmp_path / "m.onnx", format="onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ckpt"]
+
+
 def test_load_exported_rejects_other_files(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"nothing\.pt: no such exported model file"):
         load_exported(tmp_path / "nothing.pt")
@@ -171,6 +186,7 @@ def test_load_exported_rejects_other_files(tmp_path: Path) -> None:
         {"spatial_dims": 2, "depth": 1, "base_features": 4, "norm": "group", "negative_slope": 0.0},
         {"spatial_dims": 3, "depth": 2, "base_features": 4, "element_size": (2.0, 0.5, 0.5)},
         {"spatial_dims": 3, "depth": 1, "base_features": 4, "norm": "instance", "last_up_features": 3},
+        {"spatial_dims": 3, "depth": 1, "base_features": 4, "norm": "channel", "element_size": (2.0, 1, 1)},
     ],
 )
 def test_architecture_copy_is_the_unet(tmp_path: Path, kwargs: dict) -> None:

@@ -602,11 +602,11 @@ def test_the_automatic_precision_on_both_kinds_of_cpu(tmp_path: Path, caplog, mo
     assert f"precision {expect} (automatic: {why}; precision=... overrides)" in caplog.text
 
 
-def test_a_network_with_instance_norm_is_not_seam_free_and_predict_says_so(tmp_path: Path, caplog) -> None:
-    """Instance normalisation takes its statistics from the tile, so two tilings of one image differ (the
+def test_a_network_with_group_norm_is_not_seam_free_and_predict_says_so(tmp_path: Path, caplog) -> None:
+    """Group normalisation takes its statistics from the tile, so two tilings of one image differ (the
     papers' network gives the same probabilities for every tiling); predict warns, naming the model."""
     torch.manual_seed(0)
-    net = UNet(in_channels=1, spatial_dims=2, depth=2, base_features=4, norm="instance").eval()
+    net = UNet(in_channels=1, spatial_dims=2, depth=2, base_features=8, norm="group").eval()
     card = ModelCard(net.config, SegmentationTask().config(), None, "minmax")
     path = tmp_path / "inorm.ckpt"
     torch.save(
@@ -622,4 +622,4 @@ def test_a_network_with_instance_norm_is_not_seam_free_and_predict_says_so(tmp_p
     io.write_tiff(tmp_path / "img.tif", _image((60, 60), 5))
     with caplog.at_level(logging.WARNING, logger="unet.predict"):
         predict_files(path, tmp_path / "img.tif", tmp_path / "out", **FAST)
-    assert "inorm.ckpt: the network has instance normalisation" in caplog.text
+    assert "inorm.ckpt: the network has group normalisation" in caplog.text

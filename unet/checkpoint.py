@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from unet.io.common import follow_umask
 from unet.models.card import CARD_KEY
 
 
@@ -107,6 +108,7 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> None
             f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
+        follow_umask(Path(tmp))  # mkstemp's file is 0600: a colleague's job must read a shared model
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)

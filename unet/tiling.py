@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from unet.hardware import autocast, resolve_precision
-from unet.models import shapes
+from unet.models import norms, shapes
 
 log = logging.getLogger(__name__)
 
@@ -312,27 +312,68 @@ def predict_tiled(
     net.eval()
     use_channels_last(net)
     try:
-        batch: list[tuple[np.ndarray, tuple[slice, ...], tuple[slice, ...]]] = []
-        done = 0
-        for starts, dst, src in plan.tiles():
-            tile = read_mirrored(image, starts, plan.tile_shape)
-            if not isinstance(image, np.ndarray) or isinstance(image, np.memmap):
-                if not np.isfinite(tile).all():
-                    raise ValueError(f"{name}: contains NaN or infinite values near {starts}")
-            batch.append((tile, dst, src))
-            if len(batch) == batch_size:
-                _run_batch(net, batch, members, device, activation, out, precision)
-                done += len(batch)
-                batch = []
-                if progress is not None:
-                    progress(done)
-        if batch:
-            _run_batch(net, batch, members, device, activation, out, precision)
-            if progress is not None:
-                progress(done + len(batch))
+        with norms.image_statistics(net, *_statistics_input(net, image, device, precision)):
+            _run_tiles(
+                net, image, plan, members, device, activation, out, precision, batch_size, progress, name
+            )
     finally:
         net.train(was_training)
     return out
+
+
+def _statistics_input(net: torch.nn.Module, image: Any, device: torch.device, precision: str) -> tuple:
+    """(x, forward) of the whole-image pass that fixes the statistics of the network's instance-norm
+    layers (:func:`unet.models.norms.image_statistics`): the image's statistics region
+    (:func:`unet.models.norms.statistics_region`, the whole image where it fits) with the network's halo,
+    mirrored beyond the image, as one valid input; (None, None) for a network without such layers."""
+    if not norms.statistics_layers(net):
+        return None, None
+    spatial = tuple(int(s) for s in image.shape[1:])
+    start, region = norms.statistics_region(spatial)
+    whole = plan_tiles(net.levels, region, None)
+    starts = tuple(s - h for s, h in zip(start, whole.halo))
+    x = torch.from_numpy(np.asarray(read_mirrored(image, starts, whole.tile_shape), dtype=np.float32))
+    x = x[None].to(device).contiguous(memory_format=memory_format(x.ndim + 1))
+
+    def forward(t: torch.Tensor) -> None:
+        with autocast(precision, device):
+            net(t)
+
+    return x, forward
+
+
+def _run_tiles(
+    net: torch.nn.Module,
+    image: Any,
+    plan: TilePlan,
+    members: list[tuple[tuple[int, ...], int]],
+    device: torch.device,
+    activation: str,
+    out: Any,
+    precision: str,
+    batch_size: int,
+    progress: Callable[[int], None] | None,
+    name: str,
+) -> None:
+    """Every tile of ``plan`` through ``net``, ``batch_size`` at a time, into ``out``."""
+    batch: list[tuple[np.ndarray, tuple[slice, ...], tuple[slice, ...]]] = []
+    done = 0
+    for starts, dst, src in plan.tiles():
+        tile = read_mirrored(image, starts, plan.tile_shape)
+        if not isinstance(image, np.ndarray) or isinstance(image, np.memmap):
+            if not np.isfinite(tile).all():
+                raise ValueError(f"{name}: contains NaN or infinite values near {starts}")
+        batch.append((tile, dst, src))
+        if len(batch) == batch_size:
+            _run_batch(net, batch, members, device, activation, out, precision)
+            done += len(batch)
+            batch = []
+            if progress is not None:
+                progress(done)
+    if batch:
+        _run_batch(net, batch, members, device, activation, out, precision)
+        if progress is not None:
+            progress(done + len(batch))
 
 
 @torch.inference_mode()

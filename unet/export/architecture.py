@@ -29,6 +29,21 @@ _BATCHNORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 _INSTANCENORM = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
 
 
+class ChannelNorm(nn.Module):
+    """Layer norm over the channel axis at each voxel, per-channel affine (ConvNeXt's channels_first)."""
+
+    def __init__(self, channels, eps=1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x):
+        var, mean = torch.var_mean(x, dim=1, keepdim=True, unbiased=False)
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight.view(shape) + self.bias.view(shape)
+
+
 def _norm(kind, nd, channels):
     if kind is None or kind == "none":
         return None
@@ -36,6 +51,8 @@ def _norm(kind, nd, channels):
         return _BATCHNORM[nd](channels)
     if kind == "instance":
         return _INSTANCENORM[nd](channels, affine=True)
+    if kind == "channel":
+        return ChannelNorm(channels)
     if kind == "group":
         return nn.GroupNorm(min(8, channels), channels)
     raise ValueError(f"unknown norm {kind!r}")

@@ -19,8 +19,23 @@ from unet.export.graphs import (
 from unet.export.package import write_bioimageio
 from unet.io.common import atomic_write
 from unet.models.card import network_from_checkpoint
+from unet.models.norms import is_tile_dependent
 
 log = logging.getLogger(__name__)
+
+
+def check_exportable_norm(norm: str | None, ckpt_path: Path) -> None:
+    """Refuse, before any tracing, a network whose exported graph would depend on the tile: the graph of
+    an instance-norm network takes its statistics from what the consumer feeds it (deepImageJ, ilastik and
+    QuPath tile large images), and group norm's statistics always come from the tile."""
+    kind = str(norm or "none")
+    if kind in ("instance",) or is_tile_dependent(kind):
+        raise ExportError(
+            f"{ckpt_path}: the network has {kind} normalisation, whose statistics come from the tile an "
+            "exported graph is fed (consumers tile large images), so its results would change with the "
+            "consumer's tile size; predict.py applies it seam-free (whole-image statistics). To export, "
+            "train with model.net.norm=channel or model.net.norm=null (the papers' network)"
+        )
 
 
 def export_model(
@@ -84,6 +99,8 @@ def export_model(
         raise ExportError(f"{out}: cannot write: its folder {out.parent} {what}; create the folder first")
     if (out.exists() or out.is_symlink()) and not overwrite:
         raise ExportError(f"{out}: output exists; pass overwrite=true to replace it")
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise ExportError(f"{out}: cannot write into the folder {out.parent}: permission denied")
     if format == "bioimageio":
         bad = [w for w in weight_formats if w not in BIOIMAGEIO_WEIGHTS]
         if bad or not weight_formats:
@@ -97,35 +114,39 @@ def export_model(
         net, card = network_from_checkpoint(ckpt, ckpt_path)
     except ValueError as e:
         raise ExportError(str(e)) from None
+    check_exportable_norm(card.net.get("norm"), Path(ckpt_path))
     if format == "bioimageio":
         example = same_size_example(net, trace_shape, out)
     else:
         example = example_input(net, trace_shape, out)
-    if format == "torchscript":
-        with atomic_write(out, replace_folder=True) as tmp:
-            write_torchscript(net, card, example, tmp)
-    elif format == "onnx":
-        with atomic_write(out, replace_folder=True) as tmp:
-            write_onnx(net, card, example, tmp, opset)
-    else:
-        write_bioimageio(
-            net,
-            card,
-            ckpt,
-            Path(ckpt_path),
-            example,
-            out,
-            opset=opset,
-            name=name,
-            description=description,
-            authors=authors,
-            license=license,
-            tags=tags,
-            weight_formats=weight_formats,
-            test_shape=test_shape,
-            parent_id=parent_id,
-            training_data_id=training_data_id,
-            validate=validate,
-        )
+    try:
+        if format == "torchscript":
+            with atomic_write(out, replace_folder=True) as tmp:
+                write_torchscript(net, card, example, tmp)
+        elif format == "onnx":
+            with atomic_write(out, replace_folder=True) as tmp:
+                write_onnx(net, card, example, tmp, opset)
+        else:
+            write_bioimageio(
+                net,
+                card,
+                ckpt,
+                Path(ckpt_path),
+                example,
+                out,
+                opset=opset,
+                name=name,
+                description=description,
+                authors=authors,
+                license=license,
+                tags=tags,
+                weight_formats=weight_formats,
+                test_shape=test_shape,
+                parent_id=parent_id,
+                training_data_id=training_data_id,
+                validate=validate,
+            )
+    except PermissionError:  # a folder writable by mode bits but not by this user (ACLs, read-only mounts)
+        raise ExportError(f"{out}: cannot write into the folder {out.parent}: permission denied") from None
     log.info("exported %s (%s) to %s", ckpt_path, format, out)
     return out

@@ -96,6 +96,20 @@ def atomic_write(path: PathLike, *, replace_folder: bool = False) -> Iterator[Pa
         raise
 
 
+def umask_mode(directory: bool = False) -> int:
+    """The permission bits a new file (0666) or folder (0777) gets under the process's umask, as ``open`` and
+    ``mkdir`` give them: what a temporary made by :mod:`tempfile` (0600 / 0700) is set to before it takes the
+    final name, so that a shared checkpoint or package is readable by whom the user's umask allows."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
+def follow_umask(path: Path) -> None:
+    """Give the file or folder ``path`` (made by :mod:`tempfile`, private) the modes of :func:`umask_mode`."""
+    os.chmod(path, umask_mode(path.is_dir()))
+
+
 def move_into_place(tmp: Path, final: Path) -> None:
     """Rename the finished temporary file or folder ``tmp`` to ``final`` (in the same directory).
 

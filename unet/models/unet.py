@@ -19,26 +19,13 @@ import torch
 from torch import nn
 
 from unet.models import shapes
+from unet.models.norms import make_norm
 from unet.models.shapes import LevelSpec
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _UPCONV = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 _POOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
 _DROPOUT = {1: nn.Dropout1d, 2: nn.Dropout2d, 3: nn.Dropout3d}
-_BATCHNORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
-_INSTANCENORM = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
-
-
-def _norm(kind: str | None, spatial_dims: int, channels: int) -> nn.Module | None:
-    if kind is None or kind == "none":
-        return None
-    if kind == "batch":
-        return _BATCHNORM[spatial_dims](channels)
-    if kind == "instance":
-        return _INSTANCENORM[spatial_dims](channels, affine=True)
-    if kind == "group":
-        return nn.GroupNorm(min(8, channels), channels)
-    raise ValueError(f"unknown norm {kind!r}; choose none, batch, instance or group")
 
 
 class ConvBlock(nn.Sequential):
@@ -56,7 +43,7 @@ class ConvBlock(nn.Sequential):
         layers: list[nn.Module] = []
         for c_in in (in_channels, out_channels):
             layers.append(_CONV[spatial_dims](c_in, out_channels, tuple(kernel), padding=0))
-            n = _norm(norm, spatial_dims, out_channels)
+            n = make_norm(norm, spatial_dims, out_channels)
             if n is not None:
                 layers.append(n)
             layers.append(nn.LeakyReLU(negative_slope, inplace=True))
@@ -84,7 +71,8 @@ class UNet(nn.Module):
         max_features: optional cap on the features of a level.
         negative_slope: leak of the ReLU (Falk 2019: 0.1; Ronneberger 2015: 0).
         dropout: drop-out probability at the end of the contracting path (Ronneberger 2015); 0 = off.
-        norm: None (paper), "batch", "instance" or "group".
+        norm: None (paper), "batch", "instance" (whole-image statistics at prediction), "channel" (layer
+            norm over channels at each voxel) or "group" (not seam-free); see :mod:`unet.models.norms`.
         element_size: physical voxel size per spatial axis; when anisotropic, the finest levels use
             kernel 1 / no pooling along coarse axes until voxels are roughly isotropic (Falk M1.1).
         last_up_features: channels of the last up-convolution (Falk's 3D variant: 32); default half of

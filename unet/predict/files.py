@@ -59,11 +59,18 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from unet import io, postprocess
 from unet.data.preprocess import scale_factors
-from unet.hardware import check_device, default_tile_budget_mib, precision_reason, resolve_precision
+from unet.hardware import (
+    check_device,
+    default_tile_budget_mib,
+    precision_reason,
+    resolve_precision,
+    slow_precision_note,
+)
 from unet.loading import EXPORTED_SUFFIXES, is_exported
 from unet.memory import tile_shape_for_budget
 from unet.models import shapes
 from unet.models.card import ModelCard, geometry_of
+from unet.models.norms import is_tile_dependent
 from unet.predict.image import load_model
 from unet.predict.jobs import MIB, Job, predict_in_memory, predict_out_of_core
 from unet.tiling import TTA_MODES, check_tta, validate_image
@@ -360,7 +367,7 @@ def predict_files(
     applied = model_precision(ckpt, precision, dev)
     net, task, card = load_model(ckpt)
     norm = str(card.net.get("norm") or "none")
-    if norm in ("instance", "group"):
+    if is_tile_dependent(norm):
         log.warning(
             "%s: the network has %s normalisation, whose statistics depend on the tile: its predictions "
             "change with tile_shape / memory_budget_mib (not seam-free); give a tile_shape that covers the "
@@ -415,6 +422,9 @@ def predict_files(
         else "32-true (an exported model)",
         out_dir,
     )
+    slow = None if is_exported(ckpt) else slow_precision_note(dev.type, applied)
+    if slow:
+        log.warning("%s", slow)
     choose_tile = _TileChooser(net, card, tile_shape, memory_budget_mib, int(batch_size), dev)
     block_bytes = min(max(ooc_bytes / 8, MIN_STREAM_BLOCK_BYTES), 256 * MIB)
     rows_per_image: dict[str, list[dict[str, Any]]] = {}

@@ -21,7 +21,7 @@ from unet.checkpoint import load_checkpoint, load_project_checkpoint
 from unet.config import register
 from unet.data.datamodule import data_element_size, with_items
 from unet.data.preprocess import scale_factors
-from unet.hardware import precision_reason
+from unet.hardware import precision_reason, slow_precision_note
 from unet.models.card import CARD_KEY, ModelCard
 from unet.models.unet import UNet
 
@@ -179,6 +179,9 @@ def train(cfg: DictConfig) -> float | None:
                 cfg.trainer.get("max_time"),
             ),
         )
+        slow = slow_precision_note(str(cfg.trainer.get("accelerator")), str(trainer.precision))
+        if slow:
+            log.warning("%s", slow)
     hp_metrics = {f"hp/best_{m.split('/')[-1]}": float("nan") for m in _hp_metrics(model.task)}
     if trainer.logger is not None:
         # with metrics, TensorBoard's HPARAMS dashboard lists the run; their values come at the end of fit

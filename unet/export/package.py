@@ -36,7 +36,7 @@ from unet.export.graphs import (
     same_size_geometry,
     write_torchscript,
 )
-from unet.io.common import move_into_place
+from unet.io.common import follow_umask, move_into_place
 from unet.models.card import ModelCard
 from unet.models.unet import UNet
 
@@ -214,6 +214,7 @@ def write_bioimageio(
     task = card.task.get("name", "segmentation")
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    follow_umask(work)  # mkdtemp's folder is 0700; a package folder is shared like any other output
     try:
         files = work / "src"
         files.mkdir()

@@ -187,6 +187,8 @@ def test_bad_training_input_is_named_before_training(tmp_path, case, defect, ext
         build(_cfg(out, ["data=folder", *dirs, *SMALL, *extra]))
     if named is not None:
         assert named.name in str(info.value)
+    if case == "class-beyond-num-classes":  # the mask file is wrong, not the image of the same name
+        assert str(named) in str(info.value)
     assert not (out / "checkpoints").exists()
 
 
@@ -539,3 +541,55 @@ def test_predict_into_a_read_only_folder_stops_before_any_work(trained, tmp_path
     finally:
         out.chmod(0o755)
     assert predicted == [] and list(out.iterdir()) == []
+
+
+def test_a_truncated_tiff_is_refused_before_anything_is_predicted_and_nan_is_skipped(
+    trained, tmp_path, caplog
+) -> None:
+    """The header of every input is checked first: a TIFF cut short (an interrupted copy) is refused before
+    the first image is predicted. Values are known only when the pixels are read: a NaN image is skipped
+    then, said as "skipped" (bad input) and not as "failed"."""
+    import logging
+
+    from unet.predict import PredictionFailed, predict_files
+
+    good = _images(tmp_path / "in")
+    cut = tmp_path / "in" / "cut.tif"
+    io.write_tiff(cut, np.random.default_rng(0).random((64, 64), dtype=np.float32))
+    cut.write_bytes(cut.read_bytes()[:4000])
+    io.write_tiff(tmp_path / "in" / "nan.tif", np.full((64, 64), np.nan, np.float32))
+    with caplog.at_level(logging.INFO, logger="unet.predict"), pytest.raises(PredictionFailed) as info:
+        predict_files(trained, tmp_path / "in", tmp_path / "out", progress=False)
+    assert sorted(p.name for p, _ in info.value.failures) == ["cut.tif", "nan.tif"]
+    assert [r["image"] for r in info.value.summary] == [p.stem for p in good]
+    lines = caplog.text.splitlines()
+    refused = next(i for i, ln in enumerate(lines) if "cut.tif: skipped" in ln and "truncated" in ln)
+    first_work = next(i for i, ln in enumerate(lines) if "image(s)" in ln and "model" in ln)
+    assert refused < first_work  # refused in the pre-check, before the run started
+    assert any("nan.tif: skipped" in ln and "NaN" in ln for ln in lines)
+    assert not any("nan.tif: failed" in ln for ln in lines)
+
+
+def test_resuming_a_finished_run_reports_its_best_value_and_runs_print_no_false_warnings(
+    tmp_path, caplog
+) -> None:
+    """Resuming a run that has finished trains nothing and reports the best value it recorded (not None);
+    the two warnings every run printed (torch's LeafSpec deprecation inside Lightning, Lightning's
+    "dataloader is not resumable") are not shown."""
+    import logging
+    import warnings
+
+    root = _folder(tmp_path / "data")
+    run = tmp_path / "run"
+    overrides = ["data=folder", f"data.root={root}", *SMALL, "trainer.max_epochs=1"]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        first = train(_cfg(run, overrides))
+    texts = [str(w.message) for w in seen]
+    assert not [t for t in texts if "LeafSpec" in t or "dataloader is not resumable" in t], texts
+    cfg = _cfg(run, overrides)
+    cfg.ckpt_path = str(run / "checkpoints" / "last.ckpt")
+    with caplog.at_level(logging.INFO, logger="unet.cli.train"):
+        value = train(cfg)
+    assert value is not None and value == pytest.approx(first)
+    assert f"done: val/iou = {value}" in caplog.text

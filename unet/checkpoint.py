@@ -4,10 +4,13 @@
   Python values only, so a shared model file cannot run code when it is loaded (a pickle that needs
   anything else is refused with :class:`CheckpointError`). Our checkpoints hold nothing else: the model card
   is plain data, RNG states are tensors and tuples of ints.
-* **Never half-written.** :class:`AtomicCheckpointIO` (Lightning's checkpoint plugin, set in
-  ``conf/trainer/default.yaml``) writes to a temporary file in the checkpoint's own directory, flushes and
-  fsyncs it, and renames it over the final name, so a crash or a full disk leaves the previous
-  ``last.ckpt``/``best.ckpt`` intact (Lightning's own writer streams into the final name).
+* **Never half-written.** :func:`save_checkpoint` (behind Lightning's checkpoint plugin
+  :class:`unet.lit_module.AtomicCheckpointIO`, set in ``conf/trainer/default.yaml``) writes to a
+  temporary file in the checkpoint's own directory, flushes and fsyncs it, and renames it over the final
+  name, so a crash or a full disk leaves the previous
+  ``last.ckpt``/``best.ckpt`` intact (Lightning's own writer streams into the final name); the file gets
+  the modes of the user's umask (a colleague's job can read a shared model). Only torch is imported here:
+  predicting and exporting never load Lightning.
 * **Clear errors.** A missing, empty, truncated or foreign file raises :class:`CheckpointError` (a
   ``ValueError``) naming the file and the problem.
 """
@@ -23,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from unet.io.common import follow_umask
 from unet.models.card import CARD_KEY
@@ -118,18 +120,6 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> None
                 f"{path}: disk full while writing the checkpoint (the previous file, if any, is intact)",
             ) from e
         raise
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint I/O: atomic writes (:func:`save_checkpoint`), safe reads (``weights_only``)."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        if storage_options is not None:
-            raise TypeError("AtomicCheckpointIO takes no storage_options")
-        save_checkpoint(checkpoint, path)
-
-    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict:
-        return load_checkpoint(path, map_location=map_location if map_location is not None else "cpu")
 
 
 def slim_checkpoint(

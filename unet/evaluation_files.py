@@ -307,6 +307,11 @@ def _files_by_key(directory: Path, task: str) -> dict[str, Path]:
     return {k: v[1] for k, v in best.items()}
 
 
+def _some(files: dict[str, Path], n: int = 3) -> str:
+    names = [files[k].name for k in sorted(files)[:n]]
+    return ", ".join(names) + (f", ... ({len(files) - n} more)" if len(files) > n else "")
+
+
 def match_files(
     predictions: PathLike, ground_truth: PathLike, task: str, *, allow_missing: bool = False
 ) -> list[tuple[str, Path, Path]]:
@@ -336,6 +341,13 @@ def match_files(
     for d, found, what in ((pdir, preds, "predictions"), (gdir, gts, "ground truth")):
         if not found:
             raise DataFileError(d, f"no {what} usable for task {task!r} ({wanted})")
+    if not set(preds) & set(gts):  # nothing pairs: one message with a few names of each side
+        raise DataFileError(
+            pdir,
+            f"none of its {len(preds)} prediction(s) matches any of the {len(gts)} ground-truth file(s) in "
+            f"{gdir} by key (the file name without role suffix and extension); predictions: "
+            f"{_some(preds)}; ground truth: {_some(gts)}",
+        )
     pairs: list[tuple[str, Path, Path]] = []
     for key in sorted(set(preds) | set(gts)):
         pred, gt = preds.get(key), gts.get(key)

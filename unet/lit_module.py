@@ -12,8 +12,9 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from unet.checkpoint import load_project_checkpoint
+from unet.checkpoint import load_checkpoint, load_project_checkpoint, save_checkpoint
 from unet.losses import weighted_cross_entropy
 from unet.memory import tile_shape_for_budget
 from unet.models.card import CARD_KEY, ModelCard
@@ -159,6 +160,8 @@ class LitUNet(L.LightningModule):
             use = bool(counted) and math.isfinite(float(v))
             self._val_sums[k] = self._val_sums.get(k, 0.0) + (float(v) if use else 0.0)
             self._val_counts[k] = self._val_counts.get(k, 0) + int(use)
+        if batch_idx == 0:  # the first validation image's probabilities: the napari widget shows them live
+            self.last_validation = (item.name, probs_own)
         if batch_idx == 0 and self.log_images and not self.trainer.sanity_checking:
             self._log_panels(prepared, probs)
 
@@ -252,3 +255,15 @@ class LitUNet(L.LightningModule):
             random.setstate(states["python"])
             if "cuda" in states and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint I/O: atomic writes (:func:`save_checkpoint`), safe reads (``weights_only``)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        save_checkpoint(checkpoint, path)
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        return load_checkpoint(path, map_location=map_location if map_location is not None else "cpu")

@@ -29,6 +29,7 @@ import torch
 
 from unet.hardware import autocast, resolve_precision
 from unet.models import norms, shapes
+from unet.validation import check_finite
 
 log = logging.getLogger(__name__)
 
@@ -289,8 +290,7 @@ def predict_tiled(
     spatial_dims = net.spatial_dims
     validate_image(image, net.in_channels, spatial_dims, name)
     if isinstance(image, np.ndarray) and not isinstance(image, np.memmap):
-        if not np.isfinite(image).all():
-            raise ValueError(f"{name}: contains NaN or infinite values")
+        check_finite(image, name)
     if activation not in ("softmax", "none"):
         raise ValueError(f"activation must be 'softmax' or 'none', got {activation!r}")
     members = _tta_transforms(tta, spatial_dims)
@@ -361,8 +361,7 @@ def _run_tiles(
     for starts, dst, src in plan.tiles():
         tile = read_mirrored(image, starts, plan.tile_shape)
         if not isinstance(image, np.ndarray) or isinstance(image, np.memmap):
-            if not np.isfinite(tile).all():
-                raise ValueError(f"{name}: contains NaN or infinite values near {starts}")
+            check_finite(tile, name, f" near {starts}")
         batch.append((tile, dst, src))
         if len(batch) == batch_size:
             _run_batch(net, batch, members, device, activation, out, precision)

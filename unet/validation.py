@@ -8,9 +8,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["check_element_size", "check_labels"]
+__all__ = ["NonFiniteImage", "check_element_size", "check_finite", "check_labels"]
 
 _AXES = {2: "2D (Y, X)", 3: "3D (Z, Y, X)"}
+
+
+class NonFiniteImage(ValueError):
+    """An image with NaN or infinite values: bad input (predict skips it and says so), found when its
+    pixels are read (a file's header cannot tell)."""
+
+
+def check_finite(array: np.ndarray, name: str = "image", where: str = "") -> None:
+    """Refuse an array holding NaN or infinite values (:class:`NonFiniteImage`, naming ``name`` and,
+    for a window of a larger image, ``where`` it is)."""
+    if not np.isfinite(array).all():
+        raise NonFiniteImage(f"{name}: contains NaN or infinite values{where}")
 
 
 def check_element_size(

@@ -7,6 +7,8 @@ Importing this module registers the resolvers and the options :mod:`unet.config`
 from __future__ import annotations
 
 import logging
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from unet.checkpoint import load_checkpoint, load_project_checkpoint
 from unet.config import register
+from unet.constants import SIGMA_SEP
 from unet.data.datamodule import data_element_size, with_items
+from unet.data.fingerprint import MIN_SIGMA_SEP, SEP_DIAMETER_RATIO, median_object_diameter, sigma_sep_for
 from unet.data.preprocess import scale_factors
 from unet.hardware import precision_reason, slow_precision_note
 from unet.models.card import CARD_KEY, ModelCard
@@ -40,8 +44,9 @@ def instantiate(node: Any, *args: Any, **kwargs: Any) -> Any:
         raise
 
 
-def build(cfg: DictConfig) -> tuple[Any, Any, Any, Any]:
-    """Instantiate (task, model, datamodule, trainer) and check that they fit together.
+def build(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> tuple[Any, Any, Any, Any]:
+    """Instantiate (task, model, datamodule, trainer) and check that they fit together; ``callbacks`` are
+    added to the config's (the napari finetune widget's progress and Stop).
 
     Raises ValueError before any training for: a tile too small or invalid for the network, 3D data
     for a 2D model, a channel mismatch, a missing dataset path.
@@ -59,6 +64,7 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any, Any]:
     if element_size is None:
         element_size = data_element_size(make_data)
     element_size = None if element_size is None else [float(e) for e in element_size]
+    fingerprint(task, make_data, element_size)
     dims = cfg.model.net.spatial_dims
     if element_size is not None and len(element_size) != dims:
         raise ValueError(
@@ -93,7 +99,7 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any, Any]:
         validate=validate,
     )
     # every image's dimensionality and channels were checked by the data module, naming the file
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    callbacks = [*(instantiate(c) for c in (cfg.get("callbacks") or {}).values()), *callbacks]
     if not validate:  # no validation metric: no early stopping, the last checkpoint is the model
         from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
@@ -105,6 +111,35 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any, Any]:
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     return task, model, datamodule, trainer
+
+
+def fingerprint(task: Any, make_data: Any, element_size: Sequence[float] | None) -> None:
+    """Data-derived defaults (:mod:`unet.data.fingerprint`): ``task.sigma_sep="auto"`` becomes ``d / 8``
+    (within [1, 6] px) of the training labels' median object diameter ``d`` in px of the model's finest
+    axis, which ``task.object_diameter`` records (and so the model card); logged for the run summary."""
+    if getattr(task, "sigma_sep", None) != "auto":
+        return
+    train_items, _ = make_data.keywords["items"]
+    labelled = [it for it in train_items if it.annotation.labels is not None]
+    physical = element_size is not None and all(it.element_size is not None for it in labelled)
+    d, n = median_object_diameter(
+        (it.annotation.labels, it.element_size if physical else None) for it in labelled
+    )
+    d_px = None if d is None else (d / min(element_size) if physical else d)
+    task.sigma_sep = sigma_sep_for(d_px)
+    task.object_diameter = None if d_px is None else round(float(d_px), 3)
+    size = "unknown (no labelled objects)" if d is None else f"{d:.3g} {'µm' if physical else 'px'}"
+    log.info(
+        "fingerprint: median object diameter %s%s over %d object(s) -> task.sigma_sep %.3g px (d / %g within "
+        "[%g, %g] px; task.sigma_sep=<px> overrides)",
+        size,
+        f" = {d_px:.3g} px" if physical and d_px is not None else "",
+        n,
+        task.sigma_sep,
+        SEP_DIAMETER_RATIO,
+        MIN_SIGMA_SEP,
+        SIGMA_SEP,
+    )
 
 
 def _pretrained_card(path: str | None) -> ModelCard | None:
@@ -156,8 +191,9 @@ def _rescaling(datamodule: Any, model_element_size: Any) -> str:
     return ", ".join(f"{k} ({n} images)" if k != "none" else f"none ({n} images)" for k, n in factors.items())
 
 
-def train(cfg: DictConfig) -> float | None:
-    """Train a model from a composed config; returns ``cfg.optimized_metric`` (best value) for sweeps."""
+def train(cfg: DictConfig, callbacks: Sequence[Any] = ()) -> float | None:
+    """Train a model from a composed config; returns ``cfg.optimized_metric`` (best value) for sweeps.
+    ``callbacks``: added to the config's (:func:`build`)."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
@@ -165,7 +201,7 @@ def train(cfg: DictConfig) -> float | None:
     resumed = None
     if ckpt_path:  # missing, truncated or unsafe: a clear error before anything is prepared
         resumed = load_checkpoint(ckpt_path)
-    _task, model, datamodule, trainer = build(cfg)
+    _task, model, datamodule, trainer = build(cfg, callbacks)
     if resumed is not None:
         check_resume_matches(ckpt_path, resumed, model)
     if trainer.is_global_zero:
@@ -190,21 +226,20 @@ def train(cfg: DictConfig) -> float | None:
             trainer.logger.log_hyperparams(params, metrics=hp_metrics)
         else:
             trainer.logger.log_hyperparams(params)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    with warnings.catch_warnings():
+        silence_false_warnings()
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     value = _best_metric(trainer, cfg.get("optimized_metric"))
+    best_path = getattr(trainer.checkpoint_callback, "best_model_path", None)
+    if value is None and resumed is not None:  # a finished run resumed: fit ran nothing, its record has it
+        value, best_path = _recorded_best(resumed, cfg.get("optimized_metric"))
     if trainer.logger is not None and trainer.is_global_zero:
         best = _best_scores(trainer, model.task)
         if best:
             trainer.logger.log_metrics(best, step=trainer.global_step)
             trainer.logger.save()
     if trainer.is_global_zero:
-        ckpt = trainer.checkpoint_callback
-        log.info(
-            "done: %s = %s; best checkpoint %s",
-            cfg.get("optimized_metric"),
-            value,
-            getattr(ckpt, "best_model_path", None) or "-",
-        )
+        log.info("done: %s = %s; best checkpoint %s", cfg.get("optimized_metric"), value, best_path or "-")
     return value
 
 
@@ -255,6 +290,34 @@ def _best_scores(trainer: Any, task: Any) -> dict[str, float]:
         if key not in out and value is not None:
             out[key] = float(value)
     return out
+
+
+def silence_false_warnings() -> None:
+    """Ignore exactly the two warnings every run printed that are noise or false here, nothing broader:
+
+    * torch's ``FutureWarning`` "`isinstance(treespec, LeafSpec)` is deprecated", raised inside Lightning's
+      own ``_pytree`` (twice a run; nothing of ours to change);
+    * Lightning's "... your dataloader is not resumable" on a mid-epoch resume: false for our data module,
+      which restores its own position (``UNetDataModule.state_dict`` / ``load_state_dict``, tested by
+      ``tests/test_bad_inputs.py::test_kill_during_training_then_resume``).
+    """
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+    )
+    warnings.filterwarnings(
+        "ignore",
+        message=r"You're resuming from a checkpoint that ended before the epoch ended and your dataloader",
+    )
+
+
+def _recorded_best(ckpt: dict[str, Any], name: str | None) -> tuple[float | None, str | None]:
+    """The best ``name`` and its checkpoint as the run's ModelCheckpoint recorded them in ``ckpt``."""
+    for key, state in (ckpt.get("callbacks") or {}).items():
+        if "ModelCheckpoint" in str(key) and isinstance(state, dict) and state.get("monitor") == name:
+            score = state.get("best_model_score")
+            if score is not None:
+                return float(score), state.get("best_model_path")
+    return None, None
 
 
 def _best_metric(trainer: Any, name: str | None) -> float | None:

@@ -73,13 +73,14 @@ def to_model_grid(
             class_of_instance=ann.class_of_instance,
         )
     es = model_element_size if model_element_size is not None else item.element_size
+    ann_name = item.meta.get("annotation", f"{name} (its annotation)")  # what is wrong is the annotation file
     try:
         target, weights, pdf = task.targets(ann, new_shape, es)
     except ValueError as e:
-        raise ValueError(f"{name}: {e}") from e
+        raise ValueError(f"{ann_name}: {e}") from e
     if target.max(initial=0) >= task.num_classes:
         raise ValueError(
-            f"{name}: annotation has class {int(target.max())} but task.num_classes={task.num_classes}"
+            f"{ann_name}: annotation has class {int(target.max())} but task.num_classes={task.num_classes}"
         )
     if sampling == "uniform":
         pdf = (pdf > 0).astype(np.float64)

@@ -274,7 +274,8 @@ class FolderSource:
                     check_same_shape(data.array, ign, image_path, matches[0])
                     ann.ignore = ign if ann.ignore is None else (ann.ignore | ign)
             es = data.element_size if data.element_size is not None else self.element_size
-            items.append(Item(image_path.stem, data.array, ann, es, {"path": str(image_path)}))
+            meta = {"path": str(image_path), "annotation": str(ann_path)}
+            items.append(Item(image_path.stem, data.array, ann, es, meta))
         log.info("%s: %d images with %s", root, len(items), kind)
         return items
 

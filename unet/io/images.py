@@ -211,6 +211,9 @@ def read_tiff(path: Path, *, pixels: bool = True) -> Tiff:
                 raise DataFileError(path, "TIFF contains no image series")
             series = tif.series[0]
             page = tif.pages[0]
+            short = _missing_bytes(tif, series, path.stat().st_size)
+            if short:
+                raise DataFileError(path, short)
             return Tiff(
                 array=series.asarray() if pixels else None,
                 axes=str(series.axes),
@@ -227,6 +230,25 @@ def read_tiff(path: Path, *, pixels: bool = True) -> Tiff:
         raise
     except Exception as exc:  # tifffile / imagecodecs raise many exception types
         raise DataFileError(path, f"cannot read TIFF ({type(exc).__name__}: {exc})") from exc
+
+
+def _missing_bytes(tif: Any, series: Any, size: int) -> str | None:
+    """Why a TIFF is truncated, from its header alone: the image data of the first series (contiguous: its
+    offset + size; else the strips or tiles of its last page) must end within the file. None if it does
+    (or if the header cannot tell)."""
+    try:
+        if series.dataoffset is not None:
+            end = int(series.dataoffset) + int(series.nbytes)
+        else:
+            last = series.pages[-1] if len(series.pages) else None
+            if last is None or not getattr(last, "dataoffsets", None):
+                return None
+            end = max(int(o) + int(c) for o, c in zip(last.dataoffsets, last.databytecounts))
+    except Exception:  # a header tifffile cannot describe: reading the pixels will tell
+        return None
+    if end > size:
+        return f"truncated: the file has {size} bytes, its image data needs {end} (an interrupted copy?)"
+    return None
 
 
 def _tag_value(page: Any, name: str) -> Any:

@@ -74,7 +74,7 @@ from unet.models.norms import is_tile_dependent
 from unet.predict.image import load_model
 from unet.predict.jobs import MIB, Job, predict_in_memory, predict_out_of_core
 from unet.tiling import TTA_MODES, check_tta, validate_image
-from unet.validation import check_element_size
+from unet.validation import NonFiniteImage, check_element_size
 
 log = logging.getLogger(__name__)
 
@@ -453,7 +453,8 @@ def predict_files(
             except (ValueError, OSError, RuntimeError) as e:
                 if fail_fast:
                     raise
-                log.error("%s: failed: %s", job.path, e)
+                # bad values are bad input, found only when the pixels are read: skipped like a bad header
+                log.error("%s: %s: %s", job.path, "skipped" if isinstance(e, NonFiniteImage) else "failed", e)
                 failures.append((job.path, _reason(e, job.path)))
                 jobs_failed.add(job.name)
 

@@ -37,6 +37,7 @@ from unet import io, postprocess
 from unet.data.preprocess import scale_factors, scaled_shape
 from unet.predict.image import predict_image
 from unet.tiling import plan_tiles, predict_tiled
+from unet.validation import NonFiniteImage
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def channel_min_max(
         lo = np.minimum(lo, block.min(axis=axes).astype(np.float64))
         hi = np.maximum(hi, block.max(axis=axes).astype(np.float64))
         if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
-            raise ValueError(f"{name}: contains NaN or infinite values")
+            raise NonFiniteImage(f"{name}: contains NaN or infinite values")
     return lo, hi
 
 

@@ -72,6 +72,9 @@ ARMS: dict[str, list[str] | None] = {
     "instance_image_pct": ["model.net.norm=instance", "model.normalization=percentile"],
     "channel_norm": ["model.net.norm=channel"],
     "channel_norm_pct": ["model.net.norm=channel", "model.normalization=percentile"],
+    # separation weights sized to the objects (unet/data/fingerprint.py), alone and with the seam-free norm
+    "sep_auto": ["task.sigma_sep=auto"],
+    "instance_image_sep": ["model.net.norm=instance", "task.sigma_sep=auto"],
 }
 ARM_LABELS = {
     "ours": "ours",
@@ -88,8 +91,10 @@ ARM_LABELS = {
     "instance_image_pct": "+ instance norm (whole image) + percentile",
     "channel_norm": "+ channel layer norm",
     "channel_norm_pct": "+ channel layer norm + percentile",
+    "sep_auto": "σ_sep from object size",
+    "instance_image_sep": "+ instance norm (whole image) + σ_sep from object size",
 }
-SEGMENTATION_ONLY = ("no_sep", "no_ridges", "select_pq", "norm_instance_pq")
+SEGMENTATION_ONLY = ("no_sep", "no_ridges", "select_pq", "norm_instance_pq", "sep_auto", "instance_image_sep")
 DETECTION = ("mbm-bonemarrow-dots",)
 DEFAULT_EXPERIMENTS = (
     "ctc-fluo-n2dh-gowt1",

@@ -496,3 +496,199 @@ def test_widget_without_image_layer(gui, plugin):
     widget = _dock(viewer)
     assert widget.run() is None
     assert "No image layer" in widget.status.toolTip()
+
+
+# ----------------------------------------------------------------------------------------------------
+# finetuning from the viewer (unet/napari/finetune.py, unet/napari/train_widget.py)
+# ----------------------------------------------------------------------------------------------------
+
+#: a few steps: the tests check the loop, not the quality
+QUICK = ["data.tiles_per_epoch=4", "data.batch_size=2", "trainer.max_epochs=2", "logger=csv"]
+FINETUNE_SHOT = ROOT / "docs" / "napari_finetune.png"
+
+
+def _pair(shape=(96, 96), seed=0, **kw):
+    from unet.napari import finetune as ft
+
+    image, labels = _synthetic(shape, seed)
+    return ft.Pair(image[0], labels, "labels", f"img{seed}", f"ann{seed}", **kw)
+
+
+@pytest.mark.parametrize(
+    ("defect", "message"),
+    [
+        ("empty", r"'ann0' is empty: paint the cells"),
+        ("shape", r"'ann0' has shape \(90, 96\) but the image 'img0' has \(96, 96\)"),
+        ("one-object", r"'ann0' has one object only"),
+        ("point-outside", r"'pts': point 1 at \(120\.0, 5\.0\) is outside the image 'img0' \(96, 96\)"),
+        ("too-small", r"'img0': \(20, 96\) pixels is too small for the network"),
+        ("channels", r"the starting model takes 1 channel\(s\), the images have 2"),
+        ("dims", r"the starting model is 2D but the annotations are 3D"),
+        ("nan", r"'img0': numeric, finite pixels needed"),
+    ],
+)
+def test_finetune_refuses_bad_input_before_training(tmp_path, defect, message):
+    from unet.napari import finetune as ft
+
+    p = _pair()
+    if defect == "empty":
+        p.annotation = np.zeros_like(p.annotation)
+    elif defect == "shape":
+        p.annotation = p.annotation[:90]
+    elif defect == "one-object":
+        p.annotation = (p.annotation == p.annotation.max()).astype(np.int32)
+    elif defect == "point-outside":
+        p = ft.Pair(p.image, np.array([[10.0, 10.0], [120.0, 5.0]]), "points", "img0", "pts")
+    elif defect == "too-small":
+        p.image, p.annotation = p.image[:20], p.annotation[:20]
+    elif defect == "channels":
+        p.image = np.stack([p.image, p.image])
+    elif defect == "dims":
+        p.image = np.stack([p.image] * 4)
+        p.annotation = np.stack([p.annotation] * 4)
+    elif defect == "nan":
+        p.image = p.image.astype(np.float32)
+        p.image[3, 3] = np.nan
+    with pytest.raises(ft.FinetuneInputError, match=message):
+        ft.check_pairs([p], ft.BASE, "detection" if defect == "point-outside" else "segmentation")
+
+
+def test_finetune_command_composes_the_config_of_train_py(tmp_path):
+    """The widget's run is ``python train.py experiment=finetune ...`` on the folder it wrote: the config it
+    composes is the one ``train.py --cfg job`` prints for the same command line."""
+    from omegaconf import OmegaConf
+
+    from unet.napari import finetune as ft
+
+    run = tmp_path / "run"
+    over = ft.finetune_overrides(run / "data", ft.BASE, spatial_dims=2, channels=1, minutes=2.5, seed=3)
+    assert over[:2] == ["experiment=finetune", "data=folder"] and "trainer.max_time=00:00:02:30" in over
+    ours = OmegaConf.to_yaml(ft.compose(over, run))
+    r = subprocess.run(
+        [sys.executable, "train.py", *over, f"paths.output_dir={run}", "--cfg", "job"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert ours.strip() == r.stdout.strip()
+    assert ft.command_line(over, run).startswith("python train.py experiment=finetune data=folder")
+
+
+def test_finetune_3d_stack_from_scratch(tmp_path):
+    """One painted 3D stack, from scratch (no 3D base model is shipped): the same loop writes a checkpoint
+    that predict loads, and reports its validation score."""
+    from unet.napari import finetune as ft
+    from unet.predict.image import load_model
+
+    image, labels = synthetic_cells((20, 64, 64), np.random.default_rng(1), n_cells=6, radius=(5.0, 7.0))
+    pair = ft.Pair(image[0], labels, "labels", "stack", "stack labels", element_size=(2.0, 1.0, 1.0))
+    nd, c, card = ft.check_pairs([pair], ft.SCRATCH)
+    assert (nd, c, card) == (3, 1, None)
+    run = tmp_path / "stack-run"
+    ft.write_dataset([pair], run / "data")
+    over = ft.finetune_overrides(run / "data", ft.SCRATCH, spatial_dims=3, channels=1, minutes=1)
+    over += [*QUICK, "model.net.base_features=2", "model.net.depth=1"]
+    seen = []
+    result = ft.run_finetune(over, run, tmp_path / "stack.ckpt", minutes=1, on_validation=seen.append)
+    assert result.checkpoint == tmp_path / "stack.ckpt" and result.best is not None
+    assert seen and seen[-1].labels is not None and seen[-1].labels.shape == (20, 64, 64)
+    net, _, card = load_model(str(result.checkpoint))
+    assert net.spatial_dims == 3 and card.element_size == (2.0, 1.0, 1.0)
+    with pytest.raises(ft.TargetExists, match=r"stack\.ckpt: a checkpoint is there already"):
+        ft.run_finetune(over, run, tmp_path / "stack.ckpt", minutes=1)
+
+
+def _dock_train(viewer):
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "U-Net train / finetune")
+    return widget
+
+
+def test_train_widget_finetunes_and_hands_the_model_to_the_prediction_widget(
+    gui, plugin, qtbot, tmp_path, trained_net
+):
+    """Paint -> finetune -> apply, in the viewer: the widget trains from a starting checkpoint on one image
+    (validating on itself), shows the validation image's prediction while training, writes the checkpoint
+    where asked (predict.py loads it), reports the score, and the prediction widget offers the model."""
+    from unet.predict.image import load_model
+
+    viewer = gui()
+    viewer.window._qt_window.resize(1500, 950)
+    start = _save(trained_net, tmp_path / "start.ckpt")
+    image, labels = _synthetic((128, 128), seed=5)
+    viewer.add_image(image[0], name="cells", colormap="gray")
+    viewer.add_labels(labels, name="painted")
+    predict_widget = _dock(viewer)
+    widget = _dock_train(viewer)
+    widget.add_pair("cells", "painted")
+    widget.start_box.setCurrentIndex(1)  # a checkpoint file
+    widget.start_edit.setText(str(start))
+    widget.minutes.setValue(0.5)
+    target = tmp_path / "models" / "mine.ckpt"
+    widget.output_edit.setText(str(target))
+    widget.extra_overrides = list(QUICK)
+    with qtbot.waitSignal(widget._relay.validation, timeout=180_000):
+        worker = widget.train()
+        assert worker is not None, widget.status.text()
+    qtbot.wait(200)  # the validation layer is drawn
+    assert "cells (validation)" in viewer.layers
+    assert "validation val/iou" in widget.score.text()
+    shot = viewer.screenshot(canvas_only=False, flash=False)
+    assert shot[..., :3].std() > 10
+    if os.environ.get("UNET_UPDATE_SCREENSHOT") == "1":
+        from PIL import Image
+
+        Image.fromarray(shot).save(FINETUNE_SHOT)
+    qtbot.waitUntil(lambda: widget.train_button.isEnabled(), timeout=300_000)
+    assert widget.result is not None and widget.result.checkpoint == target, widget.status.text()
+    assert f"Saved {target}" in widget.status.text() and "tensorboard --logdir" in widget.status.text()
+    assert "same as: python train.py experiment=finetune" in widget.command.text()
+    net, task, _card = load_model(str(target))
+    assert task.name == "segmentation" and net.in_channels == 1
+    assert predict_widget.model_edit.text() == str(target)
+
+
+def test_train_widget_stop_keeps_a_checkpoint(gui, plugin, qtbot, tmp_path, trained_net):
+    viewer = gui()
+    image, labels = _synthetic((128, 128), seed=6)
+    viewer.add_image(image[0], name="cells")
+    viewer.add_labels(labels, name="painted")
+    widget = _dock_train(viewer)
+    widget.add_pair()
+    widget.start_box.setCurrentIndex(1)
+    widget.start_edit.setText(str(_save(trained_net, tmp_path / "start.ckpt")))
+    widget.minutes.setValue(10)
+    widget.output_edit.setText(str(tmp_path / "stopped.ckpt"))
+    widget.extra_overrides = ["data.tiles_per_epoch=4", "data.batch_size=2", "logger=csv"]
+    with qtbot.waitSignal(widget._relay.validation, timeout=180_000):
+        widget.train()
+    widget.stop()
+    qtbot.waitUntil(lambda: widget.train_button.isEnabled(), timeout=120_000)
+    assert widget.result is not None and widget.result.stopped
+    assert widget.result.checkpoint == tmp_path / "stopped.ckpt" and widget.result.checkpoint.is_file()
+    assert widget.progress.format() == "stopped"
+
+
+@pytest.mark.parametrize("case", ["empty", "existing-target-kept", "no-pair"])
+def test_train_widget_says_what_is_wrong_before_training(gui, plugin, tmp_path, case):
+    viewer = gui()
+    image, labels = _synthetic((96, 96), seed=7)
+    viewer.add_image(image[0], name="cells")
+    viewer.add_labels(np.zeros_like(labels) if case == "empty" else labels, name="painted")
+    widget = _dock_train(viewer)
+    if case != "no-pair":
+        widget.add_pair("cells", "painted")
+    target = tmp_path / "exists.ckpt"
+    target.write_bytes(b"keep me")
+    widget.output_edit.setText(str(target))
+    widget.confirm_overwrite = lambda path: False
+    assert widget.train() is None
+    text = widget.status.text()
+    expected = {
+        "empty": "is empty: paint the cells",
+        "existing-target-kept": "exists and was kept",
+        "no-pair": "add at least one (image, annotation) pair",
+    }[case]
+    assert expected in text and "ff6060" in text
+    assert target.read_bytes() == b"keep me"

@@ -89,8 +89,12 @@ def nodes() -> dict[tuple[str, str], dict[str, Any]]:
     from unet.models.unet import UNet
     from unet.tasks import TASKS
 
-    # task: the dataclass fields but ``selected`` (set by validation, stored in the checkpoint)
-    out = {("task", name): defaults_of(cls, exclude=("selected",)) for name, cls in TASKS.items()}
+    # task: the dataclass fields but ``selected`` (set by validation) and ``object_diameter`` (measured by
+    # train.py), both stored in the checkpoint
+    out = {
+        ("task", name): defaults_of(cls, exclude=("selected", "object_diameter"))
+        for name, cls in TASKS.items()
+    }
     out["data/augment", "none"] = values_of(AugmentParams())
     out["data/augment", "falk2019"] = values_of(AugmentParams.falk2019())
     # the objects the pipeline builds (source, augmentation, network, task, optimiser) are not defaults here

@@ -29,7 +29,9 @@ class SegmentationTask:
         num_classes: K, background included (2 = background / cell).
         v_bal: background weight (M2.1); foreground is sampled 1/v_bal times more often (M3).
         sigma_bal: Gaussian fall-off of the class-balancing weight (px).
-        sigma_sep: width of the instance separation weight (px).
+        sigma_sep: width of the instance separation weight (px of the finest axis), or ``"auto"``: from the
+            median object diameter of the training labels (:func:`unet.data.fingerprint.sigma_sep_for`,
+            d / 8 within [1, 6] px), measured by ``train.py`` before training; a number wins.
         lambda_sep: importance of instance separation (M2).
         ridges: insert 1-pixel background ridges between touching instances (M2.2).
         min_size: predicted components smaller than this (px) are dropped.
@@ -42,12 +44,14 @@ class SegmentationTask:
             prediction uses it.
         watershed_h: seed dynamic of the watershed (px of the finest axis).
         selected: the method "auto" chose (set by validation; None before).
+        object_diameter: the median object diameter of the training labels (px of the model's finest axis),
+            measured when ``sigma_sep="auto"`` (recorded in the model card; None otherwise).
     """
 
     num_classes: int = 2
     v_bal: float = V_BAL
     sigma_bal: float = SIGMA_BAL
-    sigma_sep: float = SIGMA_SEP
+    sigma_sep: float | str = SIGMA_SEP
     lambda_sep: float = LAMBDA_SEP
     ridges: bool = True
     min_size: int = 0
@@ -55,6 +59,7 @@ class SegmentationTask:
     instances: str = "auto"
     watershed_h: float = 1.0
     selected: str | None = None
+    object_diameter: float | None = None
 
     name = "segmentation"
     METHODS = ("components", "watershed")
@@ -62,6 +67,8 @@ class SegmentationTask:
     def __post_init__(self) -> None:
         if self.instances not in (*self.METHODS, "auto"):
             raise ValueError(f"task.instances must be components, watershed or auto, got {self.instances!r}")
+        if isinstance(self.sigma_sep, str) and self.sigma_sep != "auto":
+            raise ValueError(f"task.sigma_sep must be a number (px) or auto, got {self.sigma_sep!r}")
 
     @property
     def method(self) -> str:
@@ -75,6 +82,11 @@ class SegmentationTask:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(target int64, weights float32, pdf float64) for an annotation on a grid of ``shape``."""
         if ann.labels is not None:
+            if isinstance(self.sigma_sep, str):
+                raise ValueError(
+                    "task.sigma_sep=auto is measured from the training labels before training (train.py "
+                    "does it: unet.cli.train.build); give a number to use this task on its own"
+                )
             return W.segmentation_targets(
                 ann.labels,
                 ignore=ann.ignore,

@@ -34,6 +34,25 @@ from unet.napari.apply import MODEL_SUFFIXES, Prediction, run_prediction
 from unet.napari.layers import LayerData, labels_layer, points_layer, probability_layer
 
 
+class ModelRegistry(QObject):
+    """Models made in this session (the finetune widget adds each checkpoint it writes); the prediction
+    widget offers the newest at once."""
+
+    added = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[str] = []
+
+    def add(self, path: str) -> None:
+        self.paths.append(str(path))
+        self.added.emit(str(path))
+
+
+#: the session's registry (one per process, like the viewer's plugin manager)
+MODELS = ModelRegistry()
+
+
 class _Relay(QObject):
     """Carries the tile count from the worker thread to the GUI thread (a queued signal)."""
 
@@ -79,6 +98,9 @@ class PredictWidget(QWidget):
 
         self._relay = _Relay()
         self._relay.progress.connect(self._on_progress)
+        MODELS.added.connect(self.offer_model)
+        if MODELS.paths:
+            self.model_edit.setText(MODELS.paths[-1])
         events = self.viewer.layers.events
         for event in (events.inserted, events.removed, events.moved):
             event.connect(self._refresh_layers)
@@ -103,6 +125,11 @@ class PredictWidget(QWidget):
     def selected_layer(self) -> Image | None:
         name = self.layer_box.currentText()
         return next((layer for layer in self._image_layers() if layer.name == name), None)
+
+    def offer_model(self, path: str) -> None:
+        """A model just made in this session (finetuning): it becomes the model to apply."""
+        self.model_edit.setText(path)
+        self._say(f"New model from finetuning: {Path(path).name}. Choose an image layer and press Predict.")
 
     # ---- running --------------------------------------------------------------------------------------
 

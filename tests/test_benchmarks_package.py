@@ -39,13 +39,15 @@ def _type_checking_nodes(tree: ast.AST) -> set[int]:
     return skip
 
 
-def imported_names(name: str, path: Path, *, in_functions: bool) -> Iterator[str]:
+def imported_names(
+    name: str, path: Path, *, in_functions: bool, type_checking: bool = False
+) -> Iterator[str]:
     """The modules ``name`` imports: at module level (what runs on import), and with ``in_functions`` also
     the imports inside functions (deferred, but a circle of those is a circle of the design all the same).
     ``from a import b`` names ``a.b`` where that is a module, else ``a``; relative imports are resolved."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    skip = _type_checking_nodes(tree)
+    skip = set() if type_checking else _type_checking_nodes(tree)
     if in_functions:
         nodes = list(ast.walk(tree))
     else:
@@ -71,14 +73,14 @@ def imported_names(name: str, path: Path, *, in_functions: bool) -> Iterator[str
 
 
 def import_graph(root: Path = ROOT, trees: tuple[str, ...] = TREES) -> dict[str, set[str]]:
-    """Module -> the modules of ``trees`` it imports. Module-level imports everywhere; for ``benchmarks``
-    also those inside functions (the old quality <-> arms <-> peer_monai circle was made of those).
-    ``unet``'s deferred imports are left out: they break real import-time cycles on purpose."""
+    """Module -> the modules of ``trees`` it imports, every kind: module level, inside functions (the old
+    quality <-> arms <-> peer_monai circle was made of those) and for type checking only (the old
+    evaluation <-> report circle was one of those): a deferred import breaks a circle at run time, not in
+    the design."""
     mods = module_files(root, trees)
     graph = {}
     for name, path in mods.items():
-        deep = name.split(".")[0] == "benchmarks"
-        targets = set(imported_names(name, path, in_functions=deep)) & set(mods)
+        targets = set(imported_names(name, path, in_functions=True, type_checking=True)) & set(mods)
         graph[name] = targets - {name}
     return graph
 

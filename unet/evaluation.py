@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +51,13 @@ import numpy.typing as npt
 from unet import metrics
 from unet.evaluation_files import PathLike, check_task, load_pair, match_files
 from unet.postprocess import mask_to_instances
-from unet.report import column_means, headline, pooled, write_reports
+from unet.report import EvaluationResult, Value, column_means, headline, pooled, write_reports
 from unet.tasks import DetectionTask
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["D_MATCH", "EvaluationResult", "evaluate_dirs", "evaluate_pair"]
 
-Value = float | int | str
 
 #: Detection matching tolerance in pixels (Falk 2019 M6.2): the default of :class:`unet.tasks.DetectionTask`,
 #: so evaluate.py scores as validation does
@@ -219,38 +218,6 @@ def evaluate_pair(
 # ----------------------------------------------------------------------------------------------------
 # directories and reports
 # ----------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class EvaluationResult:
-    """Result of :func:`evaluate_dirs`.
-
-    Attributes:
-        task: The task.
-        rows: One dict per image: ``image`` (the key) and the metrics of :func:`evaluate_pair`.
-        mean: ``image = "mean"`` and the mean of every metric over the images (``nan`` values skipped;
-            ``count_error``: mean absolute counting error).
-        pooled: tp/fp/fn/n_gt/n_pred summed over images and precision/recall/f1 from the sums
-            (segmentation at IoU 0.5, also ``ap50`` of the sums; detection); empty for em.
-        settings: The evaluation settings (directories and the task's parameters).
-        files: ``(key, prediction path, ground-truth path)`` per image, aligned with ``rows``.
-        curves: em: per image key, the per-threshold error curves; empty otherwise.
-        outputs: Written files by name (``csv``, ``json``, ``png``); empty if nothing was written.
-    """
-
-    task: str
-    rows: list[dict[str, Value]]
-    mean: dict[str, Value]
-    pooled: dict[str, Value]
-    settings: dict[str, Any]
-    files: list[tuple[str, Path, Path]]
-    curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    outputs: dict[str, Path] = field(default_factory=dict)
-
-    @property
-    def metric_names(self) -> list[str]:
-        """Metric columns in order (without ``image``)."""
-        return [k for k in self.rows[0] if k != "image"] if self.rows else []
 
 
 def evaluate_dirs(

@@ -19,8 +19,9 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -28,10 +29,43 @@ from unet import io
 from unet.metrics import ratio
 from unet.metrics.objects import accuracy_from_counts
 
-if TYPE_CHECKING:
-    from unet.evaluation import EvaluationResult
-
 logger = logging.getLogger(__name__)
+
+#: a metric's value in a row
+Value = float | int | str
+
+
+@dataclass
+class EvaluationResult:
+    """Result of :func:`unet.evaluation.evaluate_dirs` (here, beside the tables and reports made of it).
+
+    Attributes:
+        task: The task.
+        rows: One dict per image: ``image`` (the key) and the metrics of :func:`evaluate_pair`.
+        mean: ``image = "mean"`` and the mean of every metric over the images (``nan`` values skipped;
+            ``count_error``: mean absolute counting error).
+        pooled: tp/fp/fn/n_gt/n_pred summed over images and precision/recall/f1 from the sums
+            (segmentation at IoU 0.5, also ``ap50`` of the sums; detection); empty for em.
+        settings: The evaluation settings (directories and the task's parameters).
+        files: ``(key, prediction path, ground-truth path)`` per image, aligned with ``rows``.
+        curves: em: per image key, the per-threshold error curves; empty otherwise.
+        outputs: Written files by name (``csv``, ``json``, ``png``); empty if nothing was written.
+    """
+
+    task: str
+    rows: list[dict[str, Value]]
+    mean: dict[str, Value]
+    pooled: dict[str, Value]
+    settings: dict[str, Any]
+    files: list[tuple[str, Path, Path]]
+    curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Metric columns in order (without ``image``)."""
+        return [k for k in self.rows[0] if k != "image"] if self.rows else []
+
 
 #: counts summed by :func:`pooled` (segmentation at IoU 0.5 and detection rows have them all)
 POOLED_COUNTS: tuple[str, ...] = ("n_gt", "n_pred", "tp", "fp", "fn")

@@ -329,7 +329,7 @@ def _statistics_input(net: torch.nn.Module, image: Any, device: torch.device, pr
     if not norms.statistics_layers(net):
         return None, None
     spatial = tuple(int(s) for s in image.shape[1:])
-    start, region = norms.statistics_region(spatial)
+    start, region = norms.statistics_region(spatial, norms.statistics_max_voxels(net))
     whole = plan_tiles(net.levels, region, None)
     starts = tuple(s - h for s, h in zip(start, whole.halo))
     x = torch.from_numpy(np.asarray(read_mirrored(image, starts, whole.tile_shape), dtype=np.float32))

@@ -8,8 +8,9 @@ memory. The kinds here:
 * ``batch``: running statistics at inference (frozen; seam-free, but they do not adapt to the image).
 * ``instance``: per-sample statistics in training (``torch.nn.InstanceNorm``); at prediction the statistics
   of **the whole image** (:func:`image_statistics`: one pass over the image, then every tile uses them), so
-  the result no longer depends on the tile. Images larger than ``STATS_MAX_VOXELS`` take their statistics
-  from a fixed centred region of that size (:func:`statistics_region`), which depends on the image alone.
+  the result no longer depends on the tile. Images larger than :func:`statistics_max_voxels` (2048² for 16
+  features) take their statistics from a fixed centred region of that size (:func:`statistics_region`),
+  which depends on the image and the network alone.
 * ``channel``: layer norm over the channel axis at every voxel (ConvNeXt's ``channels_first`` LayerNorm): no
   spatial statistics at all, seam-free by construction.
 * ``group``: group norm over the tile: **not** seam-free (kept for comparison; predict warns).
@@ -28,8 +29,10 @@ from torch import nn
 NORMS = ("none", "batch", "instance", "channel", "group")
 #: kinds whose statistics come from the tile at inference (predict warns, export refuses)
 TILE_DEPENDENT = ("group",)
-#: largest calibration pass for whole-image instance statistics (voxels of the network's output); an image
-#: larger than this takes its statistics from the centred region of this size (2048 x 2048 in 2D)
+#: largest calibration pass for whole-image instance statistics (voxels of the network's output) for a network
+#: of 16 features at its finest level (2048 x 2048 in 2D); wider networks get proportionally fewer
+#: (:func:`statistics_max_voxels`), so that the pass's memory is bounded whatever the width. An image larger
+#: than this takes its statistics from its centred region of this size.
 STATS_MAX_VOXELS = 2048 * 2048
 
 _BATCHNORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
@@ -95,6 +98,14 @@ def make_norm(kind: str | None, spatial_dims: int, channels: int) -> nn.Module |
 def is_tile_dependent(kind: str | None) -> bool:
     """Whether a network with normalisation ``kind`` gives predictions that change with the tile."""
     return str(kind or "none") in TILE_DEPENDENT
+
+
+def statistics_max_voxels(net: nn.Module) -> int:
+    """The calibration pass's size for ``net``: :data:`STATS_MAX_VOXELS` scaled by 16 / (features of the
+    finest level): a fact of the network, never of the machine, so that the statistics stay tile- and
+    machine-independent while the pass's memory stays bounded (about 1.5 GiB in float32 for 2D)."""
+    width = int(getattr(net, "features", [16])[0])
+    return STATS_MAX_VOXELS * 16 // max(width, 16)
 
 
 def statistics_layers(net: nn.Module) -> list[InstanceNorm]:

@@ -43,6 +43,7 @@ NETS = {
     "2d": {"spatial_dims": 2, "depth": 2, "base_features": 4},
     "3d-aniso": {"spatial_dims": 3, "depth": 2, "base_features": 4, "element_size": (2.0, 0.5, 0.5)},
     "2d-channel-norm": {"spatial_dims": 2, "depth": 2, "base_features": 4, "norm": "channel"},
+    "2d-instance-norm": {"spatial_dims": 2, "depth": 2, "base_features": 4, "norm": "instance"},
 }
 
 

@@ -563,9 +563,9 @@ def test_finetune_command_composes_the_config_of_train_py(tmp_path):
     run = tmp_path / "run"
     over = ft.finetune_overrides(run / "data", ft.BASE, spatial_dims=2, channels=1, minutes=2.5, seed=3)
     assert over[:2] == ["experiment=finetune", "data=folder"] and "trainer.max_time=00:00:02:30" in over
-    ours = OmegaConf.to_yaml(ft.compose(over, run))
+    ours = OmegaConf.to_yaml(ft.compose(over, run), resolve=True)
     r = subprocess.run(
-        [sys.executable, "train.py", *over, f"paths.output_dir={run}", "--cfg", "job"],
+        [sys.executable, "train.py", *over, f"paths.output_dir={run}", "--cfg", "job", "--resolve"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -13,7 +13,7 @@ from unet.models.unet import UNet
 from unet.tiling import predict_tiled
 
 
-def _image(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+def _ramp_image(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     img = rng.integers(0, 200, size=shape).astype(np.float32)
     # a slow gradient: tiles of different places then have different statistics
@@ -60,7 +60,7 @@ def test_seam_free_norms_give_the_same_probabilities_for_every_tiling_2d(norm: s
     """One network, two different tile shapes and one whole-image pass: the same probabilities (1e-5)."""
     torch.manual_seed(0)
     net = UNet(in_channels=1, spatial_dims=2, depth=2, base_features=4, norm=norm).eval()
-    image = _image((130, 150))
+    image = _ramp_image((130, 150))
     whole = predict_tiled(net, image)
     for tile in ((60, 60), (76, 92)):
         np.testing.assert_allclose(predict_tiled(net, image, tile_shape=tile, batch_size=2), whole, atol=1e-5)
@@ -72,7 +72,7 @@ def test_seam_free_norms_give_the_same_probabilities_for_every_tiling_3d(norm: s
     net = UNet(
         in_channels=1, spatial_dims=3, depth=2, base_features=2, norm=norm, element_size=(2.0, 1.0, 1.0)
     ).eval()
-    image = _image((30, 60, 56))
+    image = _ramp_image((30, 60, 56))
     whole = predict_tiled(net, image)
     tiled = predict_tiled(net, image, tile_shape=(18, 44, 44))
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
@@ -83,7 +83,7 @@ def test_group_norm_is_not_seam_free_and_is_named_so() -> None:
     fail)."""
     torch.manual_seed(0)
     net = UNet(in_channels=1, spatial_dims=2, depth=2, base_features=8, norm="group").eval()
-    image = _image((130, 150))
+    image = _ramp_image((130, 150))
     assert np.abs(predict_tiled(net, image) - predict_tiled(net, image, tile_shape=(60, 60))).max() > 1e-3
     assert norms.is_tile_dependent("group") and not norms.is_tile_dependent("instance")
 
@@ -96,7 +96,7 @@ def test_instance_statistics_of_a_large_image_come_from_a_fixed_centred_region()
     # the region depends on the image alone: a budget-sized tiling of a large image still matches
     torch.manual_seed(0)
     net = UNet(in_channels=1, spatial_dims=2, depth=2, base_features=4, norm="instance").eval()
-    image = _image((90, 200))
+    image = _ramp_image((90, 200))
     old = norms.STATS_MAX_VOXELS
     try:
         norms.STATS_MAX_VOXELS = 90 * 60

@@ -19,22 +19,33 @@ from unet.export.graphs import (
 from unet.export.package import write_bioimageio
 from unet.io.common import atomic_write
 from unet.models.card import network_from_checkpoint
-from unet.models.norms import is_tile_dependent
+from unet.models.norms import STATS_MAX_VOXELS, is_tile_dependent
 
 log = logging.getLogger(__name__)
 
 
 def check_exportable_norm(norm: str | None, ckpt_path: Path) -> None:
-    """Refuse, before any tracing, a network whose exported graph would depend on the tile: the graph of
-    an instance-norm network takes its statistics from what the consumer feeds it (deepImageJ, ilastik and
-    QuPath tile large images), and group norm's statistics always come from the tile."""
+    """Before any tracing: refuse a network whose results depend on the tile everywhere (group norm: the
+    parity check would fail after minutes, naming no cause), and say what an instance-norm graph needs.
+
+    ``predict.py`` gives an instance-norm network the statistics of the whole image
+    (:mod:`unet.models.norms`); an exported graph takes them from the input a consumer feeds it, which is
+    the same on whole images (the package's test image and parity check) but not on a consumer's tiles.
+    """
     kind = str(norm or "none")
-    if kind in ("instance",) or is_tile_dependent(kind):
+    if is_tile_dependent(kind):
         raise ExportError(
-            f"{ckpt_path}: the network has {kind} normalisation, whose statistics come from the tile an "
-            "exported graph is fed (consumers tile large images), so its results would change with the "
-            "consumer's tile size; predict.py applies it seam-free (whole-image statistics). To export, "
-            "train with model.net.norm=channel or model.net.norm=null (the papers' network)"
+            f"{ckpt_path}: the network has {kind} normalisation, whose statistics come from the tile, so its "
+            "results change with the tile size (in predict.py too); train with model.net.norm=instance "
+            "(seam-free in predict.py) or model.net.norm=null (the papers' network) to export"
+        )
+    if kind == "instance":
+        log.warning(
+            "%s: the network has instance normalisation: predict.py uses whole-image statistics, the "
+            "exported graph those of the input it is fed; feed it whole images (up to %d pixels) for "
+            "predict.py's results: a consumer that tiles large images gets results that change with its tile",
+            ckpt_path,
+            STATS_MAX_VOXELS,
         )
 
 

@@ -277,14 +277,17 @@ def command_line(overrides: Sequence[str], output_dir: Path) -> str:
 
 
 def compose(overrides: Sequence[str], output_dir: Path) -> Any:
-    """The config ``python train.py <overrides>`` composes, with ``output_dir`` as the run's folder."""
+    """The config ``python train.py <overrides>`` composes when run from the project's folder, with
+    ``output_dir`` as the run's folder (outside a Hydra app the two ``paths`` that Hydra's runtime fills in
+    are set here to what they resolve to there)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     import unet.cli.train  # noqa: F401  (stores the generated options and registers the resolvers)
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hydra_compose("train", overrides=[*overrides, f"paths.output_dir={output_dir}"])
+        paths = [f"paths.output_dir={output_dir}", f"paths.data_root={ROOT}/../shared/data"]
+        return hydra_compose("train", overrides=[*overrides, *paths])
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from conftest import train_config
 
 from unet import io
 from unet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -27,13 +27,6 @@ from unet.models.card import CARD_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["model.net.base_features=4", "model.net.depth=2", "logger=csv", "data.tiles_per_epoch=2"]
-
-
-def _cfg(out: Path, overrides: list[str]):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(
-            "train", overrides=[f"paths.output_dir={out}", f"paths.data_root={out}/data", *overrides]
-        )
 
 
 def _folder(root: Path, n_train: int = 2, n_val: int = 1, es=None) -> Path:
@@ -184,7 +177,7 @@ def test_bad_training_input_is_named_before_training(tmp_path, case, defect, ext
         dirs = []
     out = tmp_path / "run"
     with pytest.raises(ValueError, match=message) as info:
-        build(_cfg(out, ["data=folder", *dirs, *SMALL, *extra]))
+        build(train_config(out, ["data=folder", *dirs, *SMALL, *extra]))
     if named is not None:
         assert named.name in str(info.value)
     if case == "class-beyond-num-classes":  # the mask file is wrong, not the image of the same name
@@ -225,7 +218,9 @@ def test_element_size_rescaling_is_in_the_run_summary(tmp_path) -> None:
     from unet.cli.train import summary
 
     root = _folder(tmp_path / "data", es=(0.5, 0.5))
-    cfg = _cfg(tmp_path / "run", ["data=folder", f"data.root={root}", *SMALL, "model.element_size=[1.0,1.0]"])
+    cfg = train_config(
+        tmp_path / "run", ["data=folder", f"data.root={root}", *SMALL, "model.element_size=[1.0,1.0]"]
+    )
     _, model, dm, trainer = build(cfg)
     assert "rescale     0.5x0.5 (3 images)" in summary(model, dm, trainer)
 
@@ -236,7 +231,7 @@ def trained(tmp_path_factory) -> Path:
     """A real checkpoint of a tiny run (one epoch, two tiles)."""
     out = tmp_path_factory.mktemp("trained")
     root = _folder(out / "data")
-    train(_cfg(out / "run", ["data=folder", f"data.root={root}", *SMALL, "trainer.max_epochs=1"]))
+    train(train_config(out / "run", ["data=folder", f"data.root={root}", *SMALL, "trainer.max_epochs=1"]))
     return out / "run" / "checkpoints" / "last.ckpt"
 
 
@@ -271,9 +266,9 @@ def test_a_malicious_checkpoint_runs_nothing(trained, tmp_path) -> None:
     root = _folder(tmp_path / "data")
     base = ["data=folder", f"data.root={root}", *SMALL]
     with pytest.raises(CheckpointError, match=r"evil\.ckpt: refused"):
-        build(_cfg(tmp_path / "ft", [*base, f"model.init_from={evil}"]))
+        build(train_config(tmp_path / "ft", [*base, f"model.init_from={evil}"]))
     with pytest.raises(CheckpointError, match=r"evil\.ckpt: refused"):
-        train(_cfg(tmp_path / "resume", [*base, f"ckpt_path={evil}"]))
+        train(train_config(tmp_path / "resume", [*base, f"ckpt_path={evil}"]))
     assert not marker.exists()
     assert not (tmp_path / "pred").exists() or not any((tmp_path / "pred").iterdir())
 
@@ -342,7 +337,7 @@ def test_resume_from_a_truncated_last_ckpt_names_it(trained, tmp_path) -> None:
     bad = tmp_path / "last.ckpt"
     bad.write_bytes(trained.read_bytes()[:1000])
     root = _folder(tmp_path / "data")
-    cfg = _cfg(tmp_path / "run", ["data=folder", f"data.root={root}", *SMALL, f"ckpt_path={bad}"])
+    cfg = train_config(tmp_path / "run", ["data=folder", f"data.root={root}", *SMALL, f"ckpt_path={bad}"])
     with pytest.raises(CheckpointError, match=r"last\.ckpt: truncated or not a checkpoint"):
         train(cfg)
 
@@ -351,7 +346,7 @@ def test_resume_with_another_network_names_the_checkpoint_and_the_settings(train
     root = _folder(tmp_path / "data")
     over = ["data=folder", f"data.root={root}", *SMALL, f"ckpt_path={trained}", "model.net.base_features=8"]
     with pytest.raises(ValueError, match=r"last\.ckpt: cannot resume") as info:
-        train(_cfg(tmp_path / "run", over))
+        train(train_config(tmp_path / "run", over))
     assert "model.net.base_features: checkpoint 4, this run 8" in str(info.value)
     assert "size mismatch" not in str(info.value)
     assert not (tmp_path / "run" / "checkpoints").exists()
@@ -390,7 +385,7 @@ def test_kill_during_training_then_resume(tmp_path) -> None:
         f"trainer.max_epochs={epoch + 2}",
         f"ckpt_path={last}",
     ]
-    train(_cfg(resumed, over))
+    train(train_config(resumed, over))
     assert load_checkpoint(resumed / "checkpoints" / "last.ckpt")["epoch"] == epoch + 1
 
 
@@ -584,10 +579,10 @@ def test_resuming_a_finished_run_reports_its_best_value_and_runs_print_no_false_
     overrides = ["data=folder", f"data.root={root}", *SMALL, "trainer.max_epochs=1"]
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        first = train(_cfg(run, overrides))
+        first = train(train_config(run, overrides))
     texts = [str(w.message) for w in seen]
     assert not [t for t in texts if "LeafSpec" in t or "dataloader is not resumable" in t], texts
-    cfg = _cfg(run, overrides)
+    cfg = train_config(run, overrides)
     cfg.ckpt_path = str(run / "checkpoints" / "last.ckpt")
     with caplog.at_level(logging.INFO, logger="unet.cli.train"):
         value = train(cfg)

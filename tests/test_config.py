@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import train_config
 from hydra.errors import ConfigCompositionException
 from hydra.utils import get_object, instantiate
 from omegaconf import OmegaConf
@@ -19,12 +19,6 @@ from unet.tasks import DetectionTask, SegmentationTask
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-
-
-def _cfg(overrides: list[str]):
-    config.register()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=["paths.output_dir=unused", *overrides])
 
 
 def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -42,20 +36,23 @@ def _yaml(path: Path) -> dict[str, Any]:
 
 def test_the_task_and_augment_options_are_the_classes_defaults() -> None:
     """task=... instantiates the dataclass with its own defaults; data/augment=... is AugmentParams'."""
-    assert instantiate(_cfg([]).task) == SegmentationTask()
-    assert instantiate(_cfg(["task=detection"]).task) == DetectionTask()
+    assert instantiate(train_config("unused", []).task) == SegmentationTask()
+    assert instantiate(train_config("unused", ["task=detection"]).task) == DetectionTask()
     for option, params in (("falk2019", AugmentParams.falk2019()), ("none", AugmentParams())):
-        augment = OmegaConf.to_container(_cfg([f"data/augment={option}"]).data.augment)
+        augment = OmegaConf.to_container(train_config("unused", [f"data/augment={option}"]).data.augment)
         assert config.values_of(params) == augment
-    assert _cfg([]).data.augment == _cfg(["data/augment=falk2019"]).data.augment  # the recipe's default
+    assert (
+        train_config("unused", []).data.augment
+        == train_config("unused", ["data/augment=falk2019"]).data.augment
+    )  # the recipe's default
 
 
 def test_known_keys_override_and_unknown_keys_are_refused() -> None:
-    cfg = _cfg(["task.lambda_sep=0", "data.tiles_per_epoch=3", "model.val_memory_mib=512"])
+    cfg = train_config("unused", ["task.lambda_sep=0", "data.tiles_per_epoch=3", "model.val_memory_mib=512"])
     assert (cfg.task.lambda_sep, cfg.data.tiles_per_epoch, cfg.model.val_memory_mib) == (0, 3, 512)
     for key in ("task.lambda_sepp", "task.selected", "data.augment.flip", "model.net.depthh"):
         with pytest.raises(ConfigCompositionException, match="Could not override"):
-            _cfg([f"{key}=1"])
+            train_config("unused", [f"{key}=1"])
 
 
 def test_no_yaml_file_shadows_a_generated_option() -> None:
@@ -81,7 +78,7 @@ def test_no_yaml_restates_a_default() -> None:
     for path in sorted((CONF / "data").glob("*.yaml")):
         body = {k: v for k, v in _yaml(path).items() if k != "defaults"}
         check(path, {k: v for k, v in body.items() if k in nodes["data", "base"]}, "", nodes["data", "base"])
-        composed = OmegaConf.to_container(_cfg([f"data={path.stem}"]).data)
+        composed = OmegaConf.to_container(train_config("unused", [f"data={path.stem}"]).data)
         restated += _restated_arguments(path, body, composed)
     for path in sorted((CONF / "experiment").glob("*.yaml")):
         body = _yaml(path)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 import yaml
-from hydra import compose, initialize_config_dir
+from conftest import train_config
 from hydra.utils import instantiate
 from PIL import Image
 
@@ -44,14 +44,6 @@ needs_data = pytest.mark.skipif(
 )
 
 
-def _cfg(tmp_path: Path, overrides: list[str]):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[f"paths.output_dir={tmp_path}", f"paths.data_root={DATA_ROOT}", *overrides],
-        )
-
-
 def test_every_dataset_has_an_experiment() -> None:
     names = {p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")} - {
         "quickstart",
@@ -72,14 +64,18 @@ def test_the_base_model_data_is_the_dataset_configs_themselves(tmp_path) -> None
     from unet.config import register
 
     register()  # ${unet.base_model:nuclei2d}
-    base = _cfg(tmp_path, ["experiment=nuclei-base"])
+    base = train_config(tmp_path, ["experiment=nuclei-base"], DATA_ROOT)
     parts = OmegaConf.to_container(base.data.source, resolve=True)
     assert parts["_target_"] == "unet.data.datasets.ConcatSource"
-    hela = OmegaConf.to_container(_cfg(tmp_path, ["experiment=ctc-fluo-n2dl-hela"]).data.source, resolve=True)
-    dsb = OmegaConf.to_container(_cfg(tmp_path, ["experiment=dsb2018-subset"]).data.source, resolve=True)
+    hela = OmegaConf.to_container(
+        train_config(tmp_path, ["experiment=ctc-fluo-n2dl-hela"], DATA_ROOT).data.source, resolve=True
+    )
+    dsb = OmegaConf.to_container(
+        train_config(tmp_path, ["experiment=dsb2018-subset"], DATA_ROOT).data.source, resolve=True
+    )
     assert parts["sources"] == [hela, {**dsb, "grayscale": True}]
     assert base.model.net.in_channels == 1
-    finetune = _cfg(tmp_path, ["experiment=finetune"])
+    finetune = train_config(tmp_path, ["experiment=finetune"], DATA_ROOT)
     assert Path(finetune.model.init_from) == ROOT / "unet" / "models" / "base" / "nuclei2d.ckpt"
     assert Path(finetune.model.init_from).is_file()
 
@@ -88,7 +84,7 @@ def test_the_base_model_data_is_the_dataset_configs_themselves(tmp_path) -> None
 @needs_data
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_split_is_disjoint_and_test_never_loaded(tmp_path, monkeypatch, experiment) -> None:
-    cfg = _cfg(tmp_path, [f"experiment={experiment}"])
+    cfg = train_config(tmp_path, [f"experiment={experiment}"], DATA_ROOT)
     assert cfg.data.source._target_ == "unet.data.datasets.DatasetSource"
     assert Path(cfg.data.source.root) == DATA_ROOT / experiment
     source = instantiate(cfg.data.source)
@@ -154,14 +150,14 @@ def test_experiment_smoke_run(tmp_path, monkeypatch, experiment) -> None:
     """One tile through training and one validation image, on the real data, with a tiny network: one
     optimiser step, a finite loss, every validation score of the task logged, the monitored one returned
     (in [0, 1]), the instance method chosen where the task leaves it to validation, and no files (debug)."""
-    cfg = _cfg(tmp_path, [f"experiment={experiment}"])
+    cfg = train_config(tmp_path, [f"experiment={experiment}"], DATA_ROOT)
     dims = cfg.model.net.spatial_dims
     # fewer images (the split lists themselves are checked above) keep target computation fast
     over = _tiny(experiment, dims)
     for split in ("train", "val"):
         stems = list(cfg.data.source[split])[:1]
         over.append(f"data.source.{split}=[" + ",".join(f"'{s}'" for s in stems) + "]")
-    cfg = _cfg(tmp_path, over)
+    cfg = train_config(tmp_path, over, DATA_ROOT)
     built, real_build = [], cli_train.build
 
     def build(c):  # the objects train() makes, to look at after the run

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import save_network
 
 from unet.checkpoint import CheckpointError
 from unet.export import (
@@ -58,16 +59,10 @@ def _checkpoint(path: Path, net_kwargs: dict, task: str = "segmentation", hyper_
     t = SegmentationTask() if task == "segmentation" else DetectionTask()
     es = net_kwargs.get("element_size", (0.5,) * net_kwargs["spatial_dims"])
     card = ModelCard(net.config, t.config(), tuple(es), "minmax")
-    ckpt = {
-        "state_dict": {"net." + k: v for k, v in net.state_dict().items()},
-        CARD_KEY: card.to_dict(),
-        "epoch": 3,
-        "global_step": 42,
-    }
+    extra = {"epoch": 3, "global_step": 42}
     if hyper_parameters is not None:
-        ckpt["hyper_parameters"] = hyper_parameters
-    torch.save(ckpt, path)
-    return path
+        extra["hyper_parameters"] = hyper_parameters
+    return save_network(path, net, card, **extra)
 
 
 def _other_valid_shapes(net: UNet) -> list[tuple[int, ...]]:
@@ -331,10 +326,7 @@ def test_bioimageio_percentile_multichannel_without_element_size(
     net = UNet(in_channels=2, num_classes=3, spatial_dims=2, depth=1, base_features=4)
     card = ModelCard(net.config, SegmentationTask(num_classes=3).config(), None, "percentile")
     ckpt = tmp_path / "m.ckpt"
-    torch.save(
-        {"state_dict": {"net." + k: v for k, v in net.state_dict().items()}, CARD_KEY: card.to_dict()},
-        ckpt,
-    )
+    save_network(ckpt, net, card)
     with caplog.at_level("WARNING", logger="unet.export.package"):
         out = export_model(ckpt, tmp_path / "pkg", weight_formats=["onnx"], authors=[{"name": "A B"}])
     (warning,) = [r.getMessage() for r in caplog.records if "percentiles" in r.getMessage()]

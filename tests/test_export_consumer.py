@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import save_network
 
 from unet import io
 from unet.export import ExportError, export_model, load_exported, synthetic_image
@@ -46,10 +47,7 @@ def _checkpoint(path: Path, net_kwargs: dict) -> Path:
     net = UNet(**net_kwargs)
     es = net_kwargs.get("element_size", (0.5,) * net_kwargs["spatial_dims"])
     card = ModelCard(net.config, SegmentationTask().config(), tuple(es), "minmax")
-    torch.save(
-        {"state_dict": {"net." + k: v for k, v in net.state_dict().items()}, CARD_KEY: card.to_dict()},
-        path,
-    )
+    save_network(path, net, card)
     return path
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import save_network
 
 from unet.export import consumer_predictions, export_model, synthetic_image
-from unet.models.card import CARD_KEY
 from unet.models.unet import UNet
 from unet.predict.image import ModelCard, load_model, predict_image
 from unet.tasks import SegmentationTask
@@ -51,10 +51,7 @@ def test_consumer_parity_at_full_size(tmp_path: Path, name: str) -> None:
         net.config, SegmentationTask().config(), kwargs.get("element_size", (0.5, 0.5)), "minmax"
     )
     ckpt = tmp_path / "m.ckpt"
-    torch.save(
-        {"state_dict": {"net." + k: v for k, v in net.state_dict().items()}, CARD_KEY: card.to_dict()},
-        ckpt,
-    )
+    save_network(ckpt, net, card)
     descr = load_description(export_model(ckpt, tmp_path / "pkg.zip", authors=[{"name": "A B"}]))
     net, _, card = load_model(str(ckpt))
     image = synthetic_image(shape, 1, seed=2)

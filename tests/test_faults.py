@@ -27,10 +27,10 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from conftest import save_network
 
 from unet import io
 from unet.data.synthetic import place_cells
-from unet.models.card import CARD_KEY
 from unet.models.unet import UNet
 from unet.predict import predict_files
 from unet.predict.image import ModelCard
@@ -51,8 +51,7 @@ def _inputs(root: Path, n: int) -> tuple[Path, Path]:
     torch.manual_seed(0)
     net = UNet(in_channels=1, spatial_dims=2, depth=1, base_features=2)
     card = ModelCard(net.config, SegmentationTask().config(), None, "minmax").to_dict()
-    state = {f"net.{k}": v for k, v in net.state_dict().items()}
-    torch.save({"state_dict": state, CARD_KEY: card}, root / "m.ckpt")
+    save_network(root / "m.ckpt", net, card)
     for i in range(n):
         cells, _, _ = place_cells((256, 256), np.random.default_rng([7, i]), n_cells=20)
         io.write_tiff(root / "in" / f"im{i}.tif", ((cells > 0) * 200).astype(np.uint8))

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import save_network
 
 from unet import io
 from unet.checkpoint import save_checkpoint
@@ -98,16 +99,13 @@ def test_export_into_a_folder_it_cannot_write_names_the_folder(tmp_path: Path, m
     by the file system (a PermissionError while the package is written)."""
     from unet.export import exporter
     from unet.export.common import ExportError
-    from unet.models.card import CARD_KEY, ModelCard
+    from unet.models.card import ModelCard
     from unet.models.unet import UNet
     from unet.tasks import SegmentationTask
 
     net = UNet(spatial_dims=2, depth=1, base_features=4)
     card = ModelCard(net.config, SegmentationTask().config(), (0.5, 0.5), "minmax")
-    ckpt = tmp_path / "m.ckpt"
-    torch.save(
-        {"state_dict": {"net." + k: v for k, v in net.state_dict().items()}, CARD_KEY: card.to_dict()}, ckpt
-    )
+    ckpt = save_network(tmp_path / "m.ckpt", net, card)
     folder = tmp_path / "shared"
     folder.mkdir()
     real_access = os.access

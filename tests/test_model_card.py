@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import save_network
 
 from unet.checkpoint import CheckpointError
 from unet.export import ExportedUNet, export_model
@@ -26,8 +27,7 @@ def _checkpoint(path: Path) -> tuple[Path, UNet, ModelCard]:
     torch.manual_seed(0)
     net = UNet(in_channels=1, spatial_dims=2, depth=1, base_features=2).eval()
     card = ModelCard(net.config, SegmentationTask().config(), (0.5, 0.5), "minmax")
-    state = {"net." + k: v for k, v in net.state_dict().items()}
-    torch.save({"state_dict": state, CARD_KEY: card.to_dict()}, path)
+    save_network(path, net, card)
     return path, net, card
 
 

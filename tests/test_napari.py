@@ -25,11 +25,10 @@ npe2 = pytest.importorskip("npe2")
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from conftest import save_network  # noqa: E402
 
 from unet import io  # noqa: E402
-from unet.checkpoint import save_checkpoint  # noqa: E402
 from unet.data.synthetic import synthetic_cells  # noqa: E402
-from unet.models.card import CARD_KEY  # noqa: E402
 from unet.models.unet import UNet  # noqa: E402
 from unet.napari import readers  # noqa: E402
 from unet.napari.apply import ModelMismatch, layer_element_size, run_prediction  # noqa: E402
@@ -164,10 +163,7 @@ def trained_net():
 
 def _save(net: UNet, path: Path, task=None, element_size=None) -> Path:
     task = task or SegmentationTask()
-    card = ModelCard(net.config, task.config(), element_size, "minmax")
-    state = {"net." + k: v for k, v in net.state_dict().items()}
-    save_checkpoint({"state_dict": state, CARD_KEY: card.to_dict()}, path)
-    return path
+    return save_network(path, net, ModelCard(net.config, task.config(), element_size, "minmax"))
 
 
 # ----------------------------------------------------------------------------------------------------

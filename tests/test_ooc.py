@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import roifile
+from conftest import save_network
 from scipy import ndimage as ndi
 
 from unet import io, ooc, postprocess
-from unet.models.card import CARD_KEY
 from unet.ooc import labels as ooc_labels
 from unet.ooc.blocks import PerObject
 
@@ -266,10 +266,7 @@ def test_predict_out_of_core_gives_the_in_core_objects(tmp_path: Path, task: str
     t = SegmentationTask(instances="components") if task == "segmentation" else DetectionTask()
     card = ModelCard(net.config, t.config(), (1.0, 1.0), "minmax")
     ckpt = tmp_path / "m.ckpt"
-    torch.save(
-        {"state_dict": {"net." + k: v for k, v in net.state_dict().items()}, CARD_KEY: card.to_dict()},
-        ckpt,
-    )
+    save_network(ckpt, net, card)
     image = tmp_path / "img.tif"
     rng = np.random.default_rng(0)
     io.write_tiff(

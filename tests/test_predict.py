@@ -15,11 +15,11 @@ import pytest
 import roifile
 import torch
 import zarr
+from conftest import save_network
 
 from unet import io, postprocess
 from unet.data.preprocess import normalize
 from unet.evaluation import evaluate_dirs
-from unet.models.card import CARD_KEY
 from unet.models.unet import UNet
 from unet.predict import list_inputs, predict_files
 from unet.predict.image import ModelCard, load_model, predict_image
@@ -48,8 +48,7 @@ def _checkpoint(
             net.head.bias.copy_(torch.tensor([5.0, -5.0]))
     t = SegmentationTask() if task == "segmentation" else DetectionTask()
     card = ModelCard(net.config, t.config(), element_size, "minmax")
-    state = {"net." + k: v for k, v in net.state_dict().items()}
-    torch.save({"state_dict": state, CARD_KEY: card.to_dict()}, path)
+    save_network(path, net, card)
     return path
 
 
@@ -609,10 +608,7 @@ def test_a_network_with_group_norm_is_not_seam_free_and_predict_says_so(tmp_path
     net = UNet(in_channels=1, spatial_dims=2, depth=2, base_features=8, norm="group").eval()
     card = ModelCard(net.config, SegmentationTask().config(), None, "minmax")
     path = tmp_path / "inorm.ckpt"
-    torch.save(
-        {"state_dict": {"net." + k: v for k, v in net.state_dict().items()}, CARD_KEY: card.to_dict()},
-        path,
-    )
+    save_network(path, net, card)
     image = normalize(_image((120, 120), 5)[None].astype(np.float32))
     whole = predict_tiled(net, image)
     tiled = predict_tiled(net, image, tile_shape=(76, 76))

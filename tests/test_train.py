@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import train_config
 from hydra import compose, initialize_config_dir
 
 from unet.cli.train import build, train
@@ -40,14 +41,6 @@ FAST_3D = [
     "data.source.radius=[4,7]",
     "data.tile_shape=[18,52,52]",
 ]
-
-
-def _cfg(tmp_path: Path, overrides: list[str]):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[f"paths.output_dir={tmp_path}", f"paths.data_root={tmp_path}/data", *overrides],
-        )
 
 
 def _folders(root: Path, dims: int) -> Path:
@@ -89,7 +82,7 @@ def test_every_combination_builds_with_no_tile_given(tmp_path, model, data, task
     over += SMALL_DATA.get(data, [])
     if data == "folder":
         over.append(f"data.root={_folders(tmp_path / 'user', dims)}")
-    cfg = _cfg(tmp_path, over)
+    cfg = train_config(tmp_path, over)
     if data_dims != dims:
         with pytest.raises(ValueError, match=rf"{data_dims}D|{data_dims} spatial axes|unet{data_dims}d"):
             build(cfg)
@@ -106,11 +99,13 @@ def test_every_combination_builds_with_no_tile_given(tmp_path, model, data, task
 def test_a_folder_of_the_other_dimensionality_is_named(tmp_path) -> None:
     root3 = _folders(tmp_path / "stacks", 3)
     with pytest.raises(ValueError, match=r"im0\.tif.*(3D|spatial axes).*2D|im0\.tif.*unet3d"):
-        build(_cfg(tmp_path, ["data=folder", f"data.root={root3}", "model.net.base_features=4"]))
+        build(train_config(tmp_path, ["data=folder", f"data.root={root3}", "model.net.base_features=4"]))
     root2 = _folders(tmp_path / "flat", 2)
     with pytest.raises(ValueError, match=r"im0\.tif.*2D.*3D|im0\.tif.*unet2d|im0\.tif.*spatial axes"):
         build(
-            _cfg(tmp_path, ["model=unet3d", "data=folder", f"data.root={root2}", "model.net.base_features=4"])
+            train_config(
+                tmp_path, ["model=unet3d", "data=folder", f"data.root={root2}", "model.net.base_features=4"]
+            )
         )
 
 
@@ -118,43 +113,45 @@ def test_folder_keys_and_roots(tmp_path) -> None:
     """data.train_dir/val_dir, data.root with train/ and val/, a root of images/ with folds; clear errors."""
     root = _folders(tmp_path / "user", 2)
     small = ["data=folder", "model.net.base_features=4", "logger=csv"]
-    _, _, dm, _ = build(_cfg(tmp_path, [*small, f"data.root={root}"]))
+    _, _, dm, _ = build(train_config(tmp_path, [*small, f"data.root={root}"]))
     assert (len(dm.train_images), len(dm.val_images)) == (2, 1)
-    _, _, dm, _ = build(_cfg(tmp_path, [*small, f"data.train_dir={root}/train", f"data.val_dir={root}/val"]))
+    _, _, dm, _ = build(
+        train_config(tmp_path, [*small, f"data.train_dir={root}/train", f"data.val_dir={root}/val"])
+    )
     assert (len(dm.train_images), len(dm.val_images)) == (2, 1)
-    _, _, dm, _ = build(_cfg(tmp_path, [*small, f"data.root={root}/train", "data.num_folds=2"]))
+    _, _, dm, _ = build(train_config(tmp_path, [*small, f"data.root={root}/train", "data.num_folds=2"]))
     assert (len(dm.train_images), len(dm.val_images)) == (1, 1)
     with pytest.raises(ValueError, match=r"data\.train_dir=.*data\.root="):
-        build(_cfg(tmp_path, small))
+        build(train_config(tmp_path, small))
     with pytest.raises(ValueError, match=r"no validation images: pass data\.val_dir.*num_folds"):
-        build(_cfg(tmp_path, [*small, f"data.train_dir={root}/train"]))
+        build(train_config(tmp_path, [*small, f"data.train_dir={root}/train"]))
     # validation off on purpose (the transfer benchmark's 1-4 image runs): no val images needed, last.ckpt
     off = [*FAST, *FAST_2D, "data.source.n_val=0", "logger=csv", "trainer.max_epochs=1"]
     with pytest.raises(ValueError, match=r"no validation images.*limit_val_batches=0"):
-        build(_cfg(tmp_path / "off", off))
+        build(train_config(tmp_path / "off", off))
     off += ["++trainer.limit_val_batches=0"]
-    train(_cfg(tmp_path / "off", off))
+    train(train_config(tmp_path / "off", off))
     assert (tmp_path / "off" / "checkpoints" / "last.ckpt").is_file()
     with pytest.raises(ValueError, match=r"data\.root=.*expected train/ and val/"):
-        build(_cfg(tmp_path, [*small, f"data.root={tmp_path}"]))
+        build(train_config(tmp_path, [*small, f"data.root={tmp_path}"]))
     with pytest.raises(ValueError, match=r"data\.root=.*no such folder"):
-        build(_cfg(tmp_path, [*small, f"data.root={tmp_path}/nowhere"]))
+        build(train_config(tmp_path, [*small, f"data.root={tmp_path}/nowhere"]))
 
 
 def test_brightfield_without_root_says_it_uses_the_embedded_default(tmp_path, caplog) -> None:
     over = ["model=unet3d", "data=brightfield", "model.net.base_features=4", *SMALL_DATA["brightfield"]]
     with caplog.at_level("WARNING"):
-        _, lit, dm, _ = build(_cfg(tmp_path, over))
+        _, lit, dm, _ = build(train_config(tmp_path, over))
     assert "embedded default" in caplog.text and "data.root=" in caplog.text
     assert lit.element_size == (1.0, 0.5, 0.5)  # the model takes the stacks' anisotropic voxels
     assert dm.train_images[0].item.name.startswith("synthetic_train_brightfield")
 
 
 def test_an_explicit_tile_wins_and_an_invalid_one_names_valid_shapes(tmp_path) -> None:
-    _, _, dm, _ = build(_cfg(tmp_path, [*FAST, *FAST_2D]))
+    _, _, dm, _ = build(train_config(tmp_path, [*FAST, *FAST_2D]))
     assert dm.tile_shape == (76, 76)
     with pytest.raises(ValueError, match="nearest valid"):
-        build(_cfg(tmp_path, [*FAST, *FAST_2D, "data.tile_shape=[77,77]"]))
+        build(train_config(tmp_path, [*FAST, *FAST_2D, "data.tile_shape=[77,77]"]))
 
 
 def test_auto_tile_fits_the_budget_and_the_images(tmp_path) -> None:
@@ -162,7 +159,7 @@ def test_auto_tile_fits_the_budget_and_the_images(tmp_path) -> None:
     from unet.models import shapes
 
     over = [*FAST, *FAST_2D[:-1], "model.net.base_features=8"]
-    _, lit, dm, _ = build(_cfg(tmp_path, [*over, "data.tile_memory_mib=4"]))
+    _, lit, dm, _ = build(train_config(tmp_path, [*over, "data.tile_memory_mib=4"]))
     assert estimate_memory(lit.net, dm.tile_shape, 1, train=True) <= 4 * 2**20
     assert all(o < 96 for o in dm.out_shape)  # the budget, not the image, limits this tile
     for axis, p in enumerate(shapes.pooling_period(lit.net.levels)):  # and it is the largest that fits
@@ -170,12 +167,12 @@ def test_auto_tile_fits_the_budget_and_the_images(tmp_path) -> None:
         grown[axis] += p
         assert estimate_memory(lit.net, grown, 1, train=True) > 0.9 * 4 * 2**20
     # images are 96x96: a large budget gives a tile whose output just covers the image
-    _, lit, dm, _ = build(_cfg(tmp_path, [*over, "data.tile_memory_mib=4096"]))
+    _, lit, dm, _ = build(train_config(tmp_path, [*over, "data.tile_memory_mib=4096"]))
     assert all(96 <= o < 96 + p for o, p in zip(dm.out_shape, lit.net.pooling_period))
 
 
 def test_debug_and_search_groups_compose(tmp_path) -> None:
-    cfg = _cfg(tmp_path, ["debug=default"])
+    cfg = train_config(tmp_path, ["debug=default"])
     assert cfg.trainer.fast_dev_run is True and cfg.logger is None
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose(
@@ -190,14 +187,14 @@ def test_debug_and_search_groups_compose(tmp_path) -> None:
 )
 def test_fast_dev_run(tmp_path, dims: int, task: str) -> None:
     extra = FAST_2D if dims == 2 else [*FAST_3D, "model=unet3d", "data=synthetic3d"]
-    cfg = _cfg(tmp_path, [*FAST, *extra, f"task={task}", "debug=default"])
+    cfg = train_config(tmp_path, [*FAST, *extra, f"task={task}", "debug=default"])
     value = train(cfg)
     assert value is not None and 0.0 <= value <= 1.0  # the task's validation metric was computed
     assert not (tmp_path / "checkpoints").exists()  # debug writes nothing
 
 
 def test_bf16_mixed_on_cpu(tmp_path) -> None:
-    cfg = _cfg(tmp_path, [*FAST, *FAST_2D, "debug=default", "trainer.precision=bf16-mixed"])
+    cfg = train_config(tmp_path, [*FAST, *FAST_2D, "debug=default", "trainer.precision=bf16-mixed"])
     _, model, dm, trainer = build(cfg)
     assert trainer.precision == "bf16-mixed"
     batch = next(iter(dm.train_dataloader()))
@@ -223,7 +220,7 @@ def test_precision_is_chosen_from_the_hardware(monkeypatch) -> None:
 
 def test_device_augmentation_equals_worker_augmentation(tmp_path) -> None:
     """Warping crops on the device in a batch gives the tiles the worker would have made."""
-    cfg = _cfg(tmp_path, [*FAST, *FAST_2D, "logger=csv"])
+    cfg = train_config(tmp_path, [*FAST, *FAST_2D, "logger=csv"])
     _, _model, dm, _trainer = build(cfg)
     worker = next(iter(dm.train_dataloader()))
     dm.augment_on = "device"
@@ -250,11 +247,11 @@ def test_exact_resume(tmp_path) -> None:
         "+model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.5}",
     ]
     full = tmp_path / "full"
-    train(_cfg(full, [*common, "trainer.max_epochs=2"]))
+    train(train_config(full, [*common, "trainer.max_epochs=2"]))
     part = tmp_path / "part"
-    train(_cfg(part, [*common, "trainer.max_epochs=1"]))
+    train(train_config(part, [*common, "trainer.max_epochs=1"]))
     resumed = tmp_path / "resumed"
-    train(_cfg(resumed, [*common, "trainer.max_epochs=2", f"ckpt_path={part}/checkpoints/last.ckpt"]))
+    train(train_config(resumed, [*common, "trainer.max_epochs=2", f"ckpt_path={part}/checkpoints/last.ckpt"]))
     a = _losses(full)
     b = _losses(part) + _losses(resumed)
     assert len(a) == 6 and [s for s, _ in a] == [s for s, _ in b]
@@ -262,10 +259,10 @@ def test_exact_resume(tmp_path) -> None:
 
 
 def test_finetune_reinitialises_head(tmp_path) -> None:
-    cfg = _cfg(tmp_path / "pre", [*FAST, *FAST_2D, "logger=csv", "trainer.max_epochs=1"])
+    cfg = train_config(tmp_path / "pre", [*FAST, *FAST_2D, "logger=csv", "trainer.max_epochs=1"])
     train(cfg)
     ckpt = tmp_path / "pre" / "checkpoints" / "last.ckpt"
-    cfg = _cfg(
+    cfg = train_config(
         tmp_path / "ft",
         [*FAST, *FAST_2D, "experiment=finetune", f"model.init_from={ckpt}", "task.num_classes=3"],
     )
@@ -278,18 +275,20 @@ def test_finetune_reinitialises_head(tmp_path) -> None:
 
 def test_bad_config_errors_before_training(tmp_path) -> None:
     with pytest.raises(ValueError, match="nearest valid"):
-        build(_cfg(tmp_path, [*FAST, *FAST_2D, "data.tile_shape=[77,77]"]))
+        build(train_config(tmp_path, [*FAST, *FAST_2D, "data.tile_shape=[77,77]"]))
     with pytest.raises(ValueError, match="nearest valid shapes: none"):
-        build(_cfg(tmp_path, [*FAST, *FAST_2D, "data.tile_shape=[20,20]"]))
+        build(train_config(tmp_path, [*FAST, *FAST_2D, "data.tile_shape=[20,20]"]))
     with pytest.raises(ValueError, match=r"3 spatial axes .* but the model is 2D"):
-        build(_cfg(tmp_path, [*FAST, *FAST_3D, "data=synthetic3d"]))
+        build(train_config(tmp_path, [*FAST, *FAST_3D, "data=synthetic3d"]))
     with pytest.raises(ValueError, match="channel"):
-        build(_cfg(tmp_path, [*FAST, *FAST_2D, "data.source.channels=2"]))
+        build(train_config(tmp_path, [*FAST, *FAST_2D, "data.source.channels=2"]))
     with pytest.raises(ValueError, match="train_dir"):
-        build(_cfg(tmp_path, [*FAST, "data=folder"]))
+        build(train_config(tmp_path, [*FAST, "data=folder"]))
     with pytest.raises(ValueError, match="no images"):
         build(
-            _cfg(tmp_path, [*FAST, "data=folder", f"data.train_dir={tmp_path}/nowhere", "data.num_folds=2"])
+            train_config(
+                tmp_path, [*FAST, "data=folder", f"data.train_dir={tmp_path}/nowhere", "data.num_folds=2"]
+            )
         )
 
 
@@ -339,7 +338,9 @@ def test_multirun_two_points(tmp_path) -> None:
 def test_the_data_module_is_built_whole_and_resumes_by_its_own_state(tmp_path) -> None:
     """build() makes the data module in one call: the model's facts are there from the start; its
     load_state_dict (what Lightning calls with a checkpoint) makes the loader skip the batches done."""
-    cfg = _cfg(tmp_path, [*FAST, *FAST_2D, "logger=csv", "data.tiles_per_epoch=4", "data.batch_size=1"])
+    cfg = train_config(
+        tmp_path, [*FAST, *FAST_2D, "logger=csv", "data.tiles_per_epoch=4", "data.batch_size=1"]
+    )
     _, model, dm, _ = build(cfg)
     assert dm.net is model.net and dm.task is model.task and dm.validate
     assert (dm.model_element_size, dm.normalization) == (model.element_size, model.normalization)
@@ -353,7 +354,9 @@ def test_the_data_module_is_built_whole_and_resumes_by_its_own_state(tmp_path) -
 
 def test_tiles_do_not_depend_on_workers(tmp_path) -> None:
     """Keyed tiles: two DataLoader worker processes give exactly the batches of the main process."""
-    cfg = _cfg(tmp_path, [*FAST, *FAST_2D, "logger=csv", "data.tiles_per_epoch=4", "data.batch_size=2"])
+    cfg = train_config(
+        tmp_path, [*FAST, *FAST_2D, "logger=csv", "data.tiles_per_epoch=4", "data.batch_size=2"]
+    )
     _, _, dm, _ = build(cfg)
     single = list(dm.train_dataloader())
     dm.num_workers = 2
@@ -375,7 +378,7 @@ def test_val_iou_is_predict_then_evaluate(tmp_path, tta, precision) -> None:
     from unet.evaluation import evaluate_pair
     from unet.predict.image import predict_image
 
-    cfg = _cfg(
+    cfg = train_config(
         tmp_path,
         [
             *FAST,
@@ -412,7 +415,7 @@ def test_prediction_and_training_choose_the_same_precision(tmp_path) -> None:
     """precision=auto in predict (and validation) follows the rule training uses on this machine."""
     from unet.hardware import auto_precision, resolve_precision
 
-    cfg = _cfg(tmp_path, [*FAST, *FAST_2D, "logger=csv"])
+    cfg = train_config(tmp_path, [*FAST, *FAST_2D, "logger=csv"])
     _, model, _, trainer = build(cfg)
     model.trainer = trainer
     assert str(trainer.precision) == auto_precision("cpu")
@@ -421,7 +424,7 @@ def test_prediction_and_training_choose_the_same_precision(tmp_path) -> None:
 
 def test_validation_images_pad_ranks_with_flagged_repeats(tmp_path, monkeypatch) -> None:
     """Two ranks, three images: rank 1 gets image 1 and a flagged repeat of image 0 (not counted)."""
-    cfg = _cfg(tmp_path, [*FAST, *FAST_2D, "data.source.n_val=3", "logger=csv"])
+    cfg = train_config(tmp_path, [*FAST, *FAST_2D, "data.source.n_val=3", "logger=csv"])
     _, _, dm, _ = build(cfg)
     images = dm.val_images
     monkeypatch.setattr(type(dm), "_rank", lambda self: (1, 2))
@@ -439,9 +442,9 @@ def test_validation_images_pad_ranks_with_flagged_repeats(tmp_path, monkeypatch)
 def test_a_second_run_into_the_same_dir_overwrites_best_and_last(tmp_path) -> None:
     """No best-v1.ckpt beside a stale best.ckpt: whoever reads best.ckpt gets the newest run's model."""
     args = [*FAST, *FAST_2D, "logger=csv", "trainer.max_epochs=1", "model.net.base_features=2"]
-    train(_cfg(tmp_path, args))
+    train(train_config(tmp_path, args))
     first = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=False)["state_dict"]
-    train(_cfg(tmp_path, [*args, "seed=7"]))
+    train(train_config(tmp_path, [*args, "seed=7"]))
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     second = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=False)["state_dict"]
     assert any(not torch.equal(first[k], second[k]) for k in first)
@@ -451,7 +454,7 @@ def test_validation_epoch_end_reduces_sums_and_counts_over_ranks(tmp_path, monke
     """Rank 0 holds 2 counted images, the other rank 1 (and a repeat): means are over the 3 images."""
     from types import SimpleNamespace
 
-    _, model, _, _ = build(_cfg(tmp_path, [*FAST, *FAST_2D, "logger=csv"]))
+    _, model, _, _ = build(train_config(tmp_path, [*FAST, *FAST_2D, "logger=csv"]))
     other_rank = torch.tensor([1.0, 1.0, 0.9, 0.2], dtype=torch.float64)  # counts (loss, iou), sums
 
     def reduce(t, reduce_op):
@@ -483,9 +486,9 @@ def test_exact_resume_from_a_mid_epoch_checkpoint(tmp_path) -> None:
         f"+callbacks.every_step.dirpath={tmp_path}/part/steps",
     ]
     full = tmp_path / "full"
-    train(_cfg(full, [*common, "trainer.max_epochs=2"]))
+    train(train_config(full, [*common, "trainer.max_epochs=2"]))
     part = tmp_path / "part"
-    train(_cfg(part, [*common, *every_step, "trainer.max_epochs=2"]))
+    train(train_config(part, [*common, *every_step, "trainer.max_epochs=2"]))
     ckpt = part / "steps" / "epoch=1-step=4.ckpt"  # epoch 1 (0-based), 1 of its 3 batches done
     assert ckpt.exists(), sorted(p.name for p in (part / "steps").iterdir())
     # the data module's own state (Lightning's datamodule state_dict hook), not the LightningModule's
@@ -494,7 +497,9 @@ def test_exact_resume_from_a_mid_epoch_checkpoint(tmp_path) -> None:
         "batches_done": 0
     }
     resumed = tmp_path / "resumed"
-    train(_cfg(resumed, [*common, "trainer.max_epochs=2", f"ckpt_path='{ckpt}'"]))  # quoted: '=' in the name
+    train(
+        train_config(resumed, [*common, "trainer.max_epochs=2", f"ckpt_path='{ckpt}'"])
+    )  # quoted: '=' in the name
     a = dict(_losses(full))
     b = dict(_losses(resumed))
     assert sorted(b) == [4, 5]  # only the steps after the checkpoint were run again
@@ -505,7 +510,7 @@ def test_tensorboard_hparams_dashboard_and_panel_steps(tmp_path) -> None:
     """HPARAMS lists the run with its metrics; image panels share the step of the val scalars."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfg = _cfg(tmp_path, [*FAST, *FAST_2D, "trainer.max_epochs=2", "model.log_images=true"])
+    cfg = train_config(tmp_path, [*FAST, *FAST_2D, "trainer.max_epochs=2", "model.log_images=true"])
     train(cfg)
     acc = EventAccumulator(
         str(tmp_path / "tensorboard"), size_guidance={"tensors": 0, "images": 0, "scalars": 0}

@@ -24,20 +24,29 @@ from unet.models.norms import STATS_MAX_VOXELS, is_tile_dependent
 log = logging.getLogger(__name__)
 
 
-def check_exportable_norm(norm: str | None, ckpt_path: Path) -> None:
-    """Before any tracing: refuse a network whose results depend on the tile everywhere (group norm: the
-    parity check would fail after minutes, naming no cause), and say what an instance-norm graph needs.
+def check_exportable_norm(norm: str | None, ckpt_path: Path, format: str) -> None:
+    """Before any tracing: refuse what cannot give predict.py's results, say what an exported
+    instance-norm graph needs.
 
-    ``predict.py`` gives an instance-norm network the statistics of the whole image
-    (:mod:`unet.models.norms`); an exported graph takes them from the input a consumer feeds it, which is
-    the same on whole images (the package's test image and parity check) but not on a consumer's tiles.
+    Group norm takes its statistics from the tile (in predict.py too). ``predict.py`` gives an
+    instance-norm network the statistics of the whole image (:mod:`unet.models.norms`); an exported graph
+    takes them from the input it is fed. A bioimage.io package is refused: its consumers (and its parity
+    check, bioimageio.core) predict large images block by block, and pad them before the graph. A
+    TorchScript or ONNX graph is exported with a warning: fed whole images, it gives predict.py's results.
     """
     kind = str(norm or "none")
     if is_tile_dependent(kind):
         raise ExportError(
             f"{ckpt_path}: the network has {kind} normalisation, whose statistics come from the tile, so its "
-            "results change with the tile size (in predict.py too); train with model.net.norm=instance "
-            "(seam-free in predict.py) or model.net.norm=null (the papers' network) to export"
+            "results change with the tile size (in predict.py too); train with model.net.norm=null (the "
+            "papers' network) to export"
+        )
+    if kind == "instance" and format == "bioimageio":
+        raise ExportError(
+            f"{ckpt_path}: the network has instance normalisation: predict.py gives it whole-image "
+            "statistics, but bioimage.io consumers predict block by block, so the package's results would "
+            "change with their block size; export format=onnx or format=torchscript (fed whole images), "
+            "or train with model.net.norm=null for a package"
         )
     if kind == "instance":
         log.warning(
@@ -125,7 +134,7 @@ def export_model(
         net, card = network_from_checkpoint(ckpt, ckpt_path)
     except ValueError as e:
         raise ExportError(str(e)) from None
-    check_exportable_norm(card.net.get("norm"), Path(ckpt_path))
+    check_exportable_norm(card.net.get("norm"), Path(ckpt_path), format)
     if format == "bioimageio":
         example = same_size_example(net, trace_shape, out)
     else:

@@ -76,11 +76,20 @@ def import_graph(root: Path = ROOT, trees: tuple[str, ...] = TREES) -> dict[str,
     """Module -> the modules of ``trees`` it imports, every kind: module level, inside functions (the old
     quality <-> arms <-> peer_monai circle was made of those) and for type checking only (the old
     evaluation <-> report circle was one of those): a deferred import breaks a circle at run time, not in
-    the design."""
+    the design. A package's ``__init__`` counts as imported with any of its modules (the old predict ->
+    loading -> export.loading -> export -> predict circle ran through one)."""
     mods = module_files(root, trees)
     graph = {}
     for name, path in mods.items():
-        targets = set(imported_names(name, path, in_functions=True, type_checking=True)) & set(mods)
+        targets = set()
+        for target in imported_names(name, path, in_functions=True, type_checking=True):
+            # importing a.b.c runs the packages a and a.b first (their __init__): edges to them too, except
+            # to the packages that hold the importing module itself (already running)
+            parts = target.split(".")
+            for k in range(1, len(parts) + 1):
+                m = ".".join(parts[:k])
+                if m in mods and not name.startswith(m + "."):
+                    targets.add(m)
         graph[name] = targets - {name}
     return graph
 

@@ -38,7 +38,7 @@ def load_network(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[nn
         unet.export.ExportError: a bad exported file (:func:`unet.export.load_exported`).
     """
     if is_exported(path):
-        from unet.export.loading import load_exported  # the export room (and its optional packages) on demand
+        from unet.exported import load_exported  # onnx/onnxruntime only for an ONNX file
 
         net, card, _ = load_exported(path)
         return net, card

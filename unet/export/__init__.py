@@ -32,7 +32,7 @@ arguments of :func:`export_model`, :mod:`unet.cli.export`); library: :func:`expo
 Outputs are written under a temporary name beside ``output`` and renamed: never half-written.
 
 Modules: :mod:`~unet.export.exporter` (:func:`export_model`), :mod:`~unet.export.graphs` (TorchScript,
-ONNX), :mod:`~unet.export.loading` (:func:`load_exported`), :mod:`~unet.export.package` (bioimage.io),
+ONNX), :mod:`unet.exported` (:func:`load_exported`, re-exported), :mod:`~unet.export.package` (bioimage.io),
 :mod:`~unet.export.content` (its test data, cover and README), :mod:`~unet.export.architecture` (its
 architecture file), :mod:`~unet.export.common` (formats, error, optional packages); ``__main__`` is
 ``python -m unet.export`` (its command: :mod:`unet.cli.export`). Atomic output: :mod:`unet.io.common`.
@@ -50,13 +50,13 @@ from unet.export.graphs import (
     default_trace_shape,
     same_size_geometry,
 )
-from unet.export.loading import ExportedUNet, load_exported
 from unet.export.package import (
     check_consumer_parity,
     consumer_parity,
     consumer_predictions,
     validation_report,
 )
+from unet.exported import ExportedUNet, load_exported
 
 __all__ = [
     "ARCHITECTURE_SOURCE",

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,15 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unet.export.common import ExportError, import_onnx
+from unet.exported import CARD_FILE, GRAPH_FILE, GRAPH_KEY, SAME_SIZE, ExportError, import_onnx, quiet_export
 from unet.models import shapes
 from unet.models.card import CARD_KEY, ModelCard
 from unet.models.unet import UNet
-
-CARD_FILE = f"{CARD_KEY}.json"  # TorchScript extra file; CARD_KEY is the ONNX metadata_props key
-GRAPH_FILE = "unet_graph.txt"  # TorchScript extra file: "same_size" for a bioimage.io package's graph
-GRAPH_KEY = "unet_graph"  # ONNX metadata_props key, the same
-SAME_SIZE = "same_size"
 
 
 @dataclass(frozen=True)
@@ -128,17 +121,6 @@ def _seeded_input(net: UNet, shape: tuple[int, ...], check: Any, out: Path) -> t
         raise ExportError(f"{out}: trace_shape: {e}") from None
     generator = torch.Generator().manual_seed(0)
     return torch.rand((1, net.in_channels, *shape), generator=generator)
-
-
-@contextlib.contextmanager
-def quiet_export() -> Iterator[None]:
-    """Silence the tracer's shape-check warnings (the checks run at trace time only) and deprecations."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx.*")
-        yield
 
 
 def _trace(net: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:

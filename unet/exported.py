@@ -1,11 +1,22 @@
-"""Reading an exported TorchScript or ONNX file back as a module that predicts like a ``UNet``."""
+"""Exported model files (TorchScript, ONNX): the format that ``python -m unet.export`` writes and
+:func:`unet.loading.load_network` reads back, in one place below both.
+
+``export`` writes a graph with the model card inside (TorchScript: the extra file :data:`CARD_FILE`; ONNX:
+the metadata key :data:`unet.models.card.CARD_KEY`) and which graph it is (:data:`GRAPH_FILE` /
+:data:`GRAPH_KEY`: :data:`SAME_SIZE` for a bioimage.io package's mirror-padding graph);
+:func:`load_exported` reads one back as an :class:`ExportedUNet` that predicts like a ``UNet``. Here, not in
+``unet.export``, so that reading a model (predict, napari, the benchmarks) never imports the exporter, which
+itself predicts through ``unet.predict`` (its reference prediction): no import circle.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +24,47 @@ import numpy as np
 import torch
 from torch import nn
 
-from unet.export.common import ExportError, import_onnx
-from unet.export.graphs import CARD_FILE, CARD_KEY, GRAPH_FILE, GRAPH_KEY, SAME_SIZE, quiet_export
 from unet.models import shapes
-from unet.models.card import ModelCard
+from unet.models.card import CARD_KEY, ModelCard
 from unet.models.unet import UNet
 from unet.tasks import task_from_config
+
+CARD_FILE = f"{CARD_KEY}.json"  # TorchScript extra file; CARD_KEY is the ONNX metadata_props key
+GRAPH_FILE = "unet_graph.txt"  # TorchScript extra file: "same_size" for a bioimage.io package's graph
+GRAPH_KEY = "unet_graph"  # ONNX metadata_props key, the same
+SAME_SIZE = "same_size"
+INSTALL_HINT = "pip install -e '.[export]'"
+
+
+class ExportError(ValueError):
+    """An export that cannot be done (bad option, existing output, missing package), or an exported file
+    that cannot be read; names the path."""
+
+
+def import_onnx(path: Path | None, runtime: bool = False) -> tuple[Any, Any]:
+    """``(onnx, onnxruntime or None)``; ExportError naming ``path`` with the install hint when missing."""
+    try:
+        import onnx
+
+        ort = None
+        if runtime:
+            import onnxruntime as ort
+    except ImportError as e:
+        raise ExportError(
+            f"{path}: ONNX needs the onnx and onnxruntime packages ({e}); {INSTALL_HINT}"
+        ) from None
+    return onnx, ort
+
+
+@contextlib.contextmanager
+def quiet_export() -> Iterator[None]:
+    """Silence the tracer's shape-check warnings (the checks run at trace time only) and deprecations."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx.*")
+        yield
 
 
 class ExportedUNet(nn.Module):

@@ -122,12 +122,13 @@ def _selects_generated(path: Path, package: str, target: str) -> bool:
 
 
 def test_the_generated_defaults_are_the_signatures() -> None:
-    """A new constructor argument appears in the config by itself; ``selected`` (validation state) not."""
+    """A new constructor argument appears in the config by itself; ``selected`` (validation state) and
+    ``object_diameter`` (measured by train.py) not."""
     from unet.data.datamodule import UNetDataModule
 
     data = config.nodes()["data", "base"]
     assert data["tiles_per_epoch"] == 50 and data["seed"] == "${seed}" and "source" not in data
     seg = config.nodes()["task", "segmentation"]
     fields = {f.name for f in dataclasses.fields(SegmentationTask)}
-    assert set(seg) == {"_target_"} | fields - {"selected"}
+    assert set(seg) == {"_target_"} | fields - {"selected", "object_diameter"}
     assert config.target(UNetDataModule) == data["_target_"]

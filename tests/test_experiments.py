@@ -160,8 +160,8 @@ def test_experiment_smoke_run(tmp_path, monkeypatch, experiment) -> None:
     cfg = train_config(tmp_path, over, DATA_ROOT)
     built, real_build = [], cli_train.build
 
-    def build(c):  # the objects train() makes, to look at after the run
-        built.append(real_build(c))
+    def build(c, *args):  # the objects train() makes, to look at after the run
+        built.append(real_build(c, *args))
         return built[-1]
 
     monkeypatch.setattr(cli_train, "build", build)

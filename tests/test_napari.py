@@ -643,6 +643,42 @@ def test_train_widget_finetunes_and_hands_the_model_to_the_prediction_widget(
     net, task, _card = load_model(str(target))
     assert task.name == "segmentation" and net.in_channels == 1
     assert predict_widget.model_edit.text() == str(target)
+    _run(qtbot, predict_widget)  # ... and the prediction widget applies it in the viewer
+    assert "cells labels" in viewer.layers and "object(s) in 'cells'" in predict_widget.status.text()
+
+
+def test_train_widget_finetunes_the_shipped_base_model(gui, plugin, qtbot, tmp_path):
+    """The papers' use case as shipped: the nuclei base model (2D, 16 features, depth 4) finetuned on one
+    painted image from the viewer (a few steps), then applied by the prediction widget."""
+    from unet.models.base import base_model
+    from unet.predict.image import load_model
+
+    viewer = gui()
+    image, labels = _synthetic((160, 160), seed=8)
+    viewer.add_image(image[0], name="nuclei")
+    viewer.add_labels(labels, name="painted")
+    predict_widget = _dock(viewer)
+    widget = _dock_train(viewer)
+    widget.add_pair("nuclei", "painted")
+    assert widget.starting_model() == "base"  # the default choice
+    widget.minutes.setValue(0.5)
+    target = tmp_path / "nuclei-finetuned.ckpt"
+    widget.output_edit.setText(str(target))
+    widget.extra_overrides = [
+        "data.tiles_per_epoch=2",
+        "data.batch_size=1",
+        "trainer.max_epochs=1",
+        "logger=csv",
+    ]
+    assert widget.train() is not None, widget.status.text()
+    qtbot.waitUntil(lambda: widget.train_button.isEnabled(), timeout=600_000)
+    assert widget.result is not None and widget.result.checkpoint == target, widget.status.text()
+    net, _, card = load_model(str(target))
+    base, _, base_card = load_model(base_model("nuclei2d"))
+    assert card.net == base_card.net  # finetuning keeps the base model's architecture
+    assert not all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), base.state_dict().values()))
+    _run(qtbot, predict_widget)
+    assert "nuclei labels" in viewer.layers
 
 
 def test_train_widget_stop_keeps_a_checkpoint(gui, plugin, qtbot, tmp_path, trained_net):

@@ -104,3 +104,22 @@ def test_instance_statistics_of_a_large_image_come_from_a_fixed_centred_region()
         np.testing.assert_allclose(predict_tiled(net, image, tile_shape=(60, 60)), whole, atol=1e-5)
     finally:
         norms.STATS_MAX_VOXELS = old
+
+
+def test_one_tile_covering_the_image_is_its_own_calibration_pass() -> None:
+    """When the plan is a single tile covering the image, that tile is the whole-image pass: the network
+    runs once (not a calibration pass and then the same tile again), with the same probabilities."""
+    torch.manual_seed(0)
+    net = UNet(in_channels=1, spatial_dims=2, depth=2, base_features=4, norm="instance").eval()
+    image = _ramp_image((100, 120))
+    calls = []
+    hook = net.register_forward_pre_hook(lambda m, a: calls.append(tuple(a[0].shape)))
+    try:
+        whole = predict_tiled(net, image)
+        assert len(calls) == 1
+        calls.clear()
+        tiled = predict_tiled(net, image, tile_shape=(60, 60))
+        assert len(calls) > 2 and calls[0][2:] != (60, 60)  # a separate calibration pass first
+    finally:
+        hook.remove()
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)

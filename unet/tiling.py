@@ -312,7 +312,7 @@ def predict_tiled(
     net.eval()
     use_channels_last(net)
     try:
-        with norms.image_statistics(net, *_statistics_input(net, image, device, precision)):
+        with norms.image_statistics(net, *_statistics_input(net, image, plan, device, precision)):
             _run_tiles(
                 net, image, plan, members, device, activation, out, precision, batch_size, progress, name
             )
@@ -321,16 +321,21 @@ def predict_tiled(
     return out
 
 
-def _statistics_input(net: torch.nn.Module, image: Any, device: torch.device, precision: str) -> tuple:
+def _statistics_input(
+    net: torch.nn.Module, image: Any, plan: TilePlan, device: torch.device, precision: str
+) -> tuple:
     """(x, forward) of the whole-image pass that fixes the statistics of the network's instance-norm
     layers (:func:`unet.models.norms.image_statistics`): the image's statistics region
     (:func:`unet.models.norms.statistics_region`, the whole image where it fits) with the network's halo,
-    mirrored beyond the image, as one valid input; (None, None) for a network without such layers."""
+    mirrored beyond the image, as one valid input. (None, None) for a network without such layers, and
+    when ``plan`` is that very pass (one tile covering the image): its first forward records them."""
     if not norms.statistics_layers(net):
         return None, None
     spatial = tuple(int(s) for s in image.shape[1:])
     start, region = norms.statistics_region(spatial, norms.statistics_max_voxels(net))
     whole = plan_tiles(net.levels, region, None)
+    if len(plan) == 1 and region == spatial and plan.tile_shape == whole.tile_shape:
+        return None, None  # the tile is the calibration pass (TTA: its first member is the identity)
     starts = tuple(s - h for s, h in zip(start, whole.halo))
     x = torch.from_numpy(np.asarray(read_mirrored(image, starts, whole.tile_shape), dtype=np.float32))
     x = x[None].to(device).contiguous(memory_format=memory_format(x.ndim + 1))

@@ -19,12 +19,12 @@ from unet.export.graphs import (
 from unet.export.package import write_bioimageio
 from unet.io.common import atomic_write
 from unet.models.card import network_from_checkpoint
-from unet.models.norms import STATS_MAX_VOXELS, is_tile_dependent
+from unet.models.norms import is_tile_dependent, statistics_max_voxels
 
 log = logging.getLogger(__name__)
 
 
-def check_exportable_norm(norm: str | None, ckpt_path: Path, format: str) -> None:
+def check_exportable_norm(norm: str | None, ckpt_path: Path, format: str, whole_voxels: int) -> None:
     """Before any tracing: refuse what cannot give predict.py's results, say what an exported
     instance-norm graph needs.
 
@@ -51,10 +51,10 @@ def check_exportable_norm(norm: str | None, ckpt_path: Path, format: str) -> Non
     if kind == "instance":
         log.warning(
             "%s: the network has instance normalisation: predict.py uses whole-image statistics, the "
-            "exported graph those of the input it is fed; feed it whole images (up to %d pixels) for "
+            "exported graph those of the input it is fed; feed it whole images (up to %d voxels) for "
             "predict.py's results: a consumer that tiles large images gets results that change with its tile",
             ckpt_path,
-            STATS_MAX_VOXELS,
+            whole_voxels,
         )
 
 
@@ -134,7 +134,7 @@ def export_model(
         net, card = network_from_checkpoint(ckpt, ckpt_path)
     except ValueError as e:
         raise ExportError(str(e)) from None
-    check_exportable_norm(card.net.get("norm"), Path(ckpt_path), format)
+    check_exportable_norm(card.net.get("norm"), Path(ckpt_path), format, statistics_max_voxels(net))
     if format == "bioimageio":
         example = same_size_example(net, trace_shape, out)
     else:

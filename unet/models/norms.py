@@ -141,18 +141,21 @@ def image_statistics(
     ``x`` (1, C, *valid): the whole image with its halo. Each layer's statistics are taken over its whole
     input in that pass, with the layers before it already normalised by theirs (as in the pass itself), so
     that any tiling afterwards reproduces that pass exactly. ``forward`` runs the pass (default ``net``;
-    the tiler passes its autocast). Without such layers, or with ``x`` None, a no-op."""
+    the tiler passes its autocast). ``x`` None: the first forward inside the block is that pass (the caller
+    guarantees it is the whole image: a single tile covering it), so it is not run twice. Without such
+    layers, a no-op."""
     layers = statistics_layers(net)
-    if not layers or x is None:
+    if not layers:
         yield
         return
     try:
         for m in layers:
             m.fixed, m.recording = None, True
-        with torch.inference_mode():
-            (forward or net)(x)
-        for m in layers:
-            m.recording = False
+        if x is not None:
+            with torch.inference_mode():
+                (forward or net)(x)
+            for m in layers:
+                m.recording = False
         yield
     finally:
         for m in layers:

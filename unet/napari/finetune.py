@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shutil
 import threading
 import time
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from unet import io
-from unet.io.common import umask_mode
+from unet.io.common import atomic_write
 from unet.models import shapes
 from unet.models.card import CARD_KEY, ModelCard
 
@@ -427,11 +426,8 @@ def run_finetune(
         chosen = run_dir / "checkpoints" / "last.ckpt"
     written = None
     if chosen.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.tmp"
-        shutil.copyfile(chosen, tmp)
-        os.chmod(tmp, umask_mode())
-        os.replace(tmp, target)
+        with atomic_write(target) as tmp:  # the project's atomic writer: modes of the umask, fsync, rename
+            shutil.copyfile(chosen, tmp)
         written = target
     best_value = None if best is None or (isinstance(best, float) and math.isnan(best)) else float(best)
     return Result(
